@@ -1,0 +1,432 @@
+//! The HTTPS listener every role runs.
+//!
+//! One port speaks HTTP/2 and HTTP/1.1 (chosen by ALPN) over TLS. Around the
+//! role's router it adds the access log and CORS layers, and around each
+//! connection the limits a public server needs: a TLS handshake timeout, a
+//! header read timeout, an idle timeout, a cap on header size, on HTTP/2
+//! streams and on open connections. HTTP/2 windows are sized for video:
+//! hyper's 64 KiB default caps a stream at one window per round trip.
+//!
+//! Shutdown is graceful: when the token is cancelled the listener closes,
+//! every connection finishes its in-flight responses (HTTP/2 sends GOAWAY,
+//! HTTP/1.1 closes after the current response), and whatever is still open
+//! after `shutdown_grace_ms` is closed.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use crate::Error;
+use crate::access_log::{self, PeerAddr, Role};
+
+/// Where a role listens and with which limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub limits: Limits,
+}
+
+/// Timeouts and limits shared by every listener (the `[server]` section of
+/// `vcdn.toml`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// A client must finish the TLS handshake within this time.
+    pub tls_handshake_timeout_ms: u64,
+    /// An HTTP/1.1 client must send a request's headers within this time.
+    pub header_read_timeout_ms: u64,
+    /// A connection with no bytes read or written for this long is closed
+    /// (gracefully first; forcibly after a second idle period).
+    pub idle_timeout_ms: u64,
+    /// How long shutdown waits for in-flight responses.
+    pub shutdown_grace_ms: u64,
+    /// Largest request head accepted (HTTP/1.1 buffer, HTTP/2 header list).
+    pub max_header_bytes: u32,
+    /// Most header fields in an HTTP/1.1 request.
+    pub max_headers: usize,
+    /// Most open connections; further clients wait in the accept queue.
+    pub max_connections: usize,
+    /// Most concurrent HTTP/2 streams per connection.
+    pub h2_max_concurrent_streams: u32,
+    /// HTTP/2 flow-control window per stream.
+    pub h2_stream_window_bytes: u32,
+    /// HTTP/2 flow-control window per connection.
+    pub h2_connection_window_bytes: u32,
+    /// Data hyper buffers per HTTP/2 stream before applying back-pressure.
+    pub h2_max_send_buffer_bytes: u32,
+    /// Origins allowed by CORS; `*` allows any.
+    pub cors_allowed_origins: Vec<String>,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            tls_handshake_timeout_ms: 10_000,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            shutdown_grace_ms: 10_000,
+            max_header_bytes: 16 * 1024,
+            max_headers: 100,
+            max_connections: 10_000,
+            h2_max_concurrent_streams: 256,
+            h2_stream_window_bytes: 4 * 1024 * 1024,
+            h2_connection_window_bytes: 16 * 1024 * 1024,
+            h2_max_send_buffer_bytes: 1024 * 1024,
+            cors_allowed_origins: vec!["*".into()],
+        }
+    }
+}
+
+impl Limits {
+    pub fn validate(&self) -> Result<(), Error> {
+        let positive = [
+            ("tls_handshake_timeout_ms", self.tls_handshake_timeout_ms),
+            ("header_read_timeout_ms", self.header_read_timeout_ms),
+            ("idle_timeout_ms", self.idle_timeout_ms),
+            ("max_connections", self.max_connections as u64),
+            ("max_headers", self.max_headers as u64),
+            (
+                "h2_max_concurrent_streams",
+                self.h2_max_concurrent_streams as u64,
+            ),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(Error::Config(format!("server.{name} must be positive")));
+            }
+        }
+        if self.max_header_bytes < 8192 {
+            return Err(Error::Config(
+                "server.max_header_bytes must be at least 8192".into(),
+            ));
+        }
+        // RFC 9113 §6.9.2: windows are at most 2^31-1 and at least the
+        // initial 65,535.
+        for (name, value) in [
+            ("h2_stream_window_bytes", self.h2_stream_window_bytes),
+            (
+                "h2_connection_window_bytes",
+                self.h2_connection_window_bytes,
+            ),
+        ] {
+            if !(65_535..=i32::MAX as u32).contains(&value) {
+                return Err(Error::Config(format!(
+                    "server.{name} must be between 65535 and 2147483647"
+                )));
+            }
+        }
+        crate::cors::layer(&self.cors_allowed_origins).map(drop)
+    }
+}
+
+/// A bound listener, ready to [`run`](Server::run).
+pub struct Server {
+    role: &'static str,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    acceptor: TlsAcceptor,
+    router: Router,
+    limits: Limits,
+}
+
+impl Server {
+    /// Binds the listener. Port 0 picks a free port; [`local_addr`](Self::local_addr)
+    /// tells which.
+    pub async fn bind(
+        role: &'static str,
+        config: &Config,
+        tls: Arc<rustls::ServerConfig>,
+        router: Router,
+    ) -> Result<Server, Error> {
+        config.limits.validate()?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr()?;
+        let router = router
+            .layer(crate::cors::layer(&config.limits.cors_allowed_origins)?)
+            .layer(axum::middleware::from_fn(access_log::layer));
+        Ok(Server {
+            role,
+            listener,
+            local_addr,
+            acceptor: TlsAcceptor::from(tls),
+            router,
+            limits: config.limits.clone(),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Accepts and serves connections until `shutdown` is cancelled, then
+    /// drains them.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
+        tracing::info!(role = self.role, addr = %self.local_addr, "listening (https, h2 + http/1.1)");
+        let builder = Arc::new(self.builder());
+        let permits = Arc::new(Semaphore::new(self.limits.max_connections));
+        let limits = Arc::new(self.limits);
+        let mut connections = JoinSet::new();
+        loop {
+            let permit = tokio::select! {
+                permit = permits.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break, // the semaphore is never closed
+                },
+                _ = shutdown.cancelled() => break,
+            };
+            let (tcp, peer) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of file descriptors and similar: back off
+                        // briefly instead of spinning on the error.
+                        tracing::warn!(role = self.role, error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+                _ = shutdown.cancelled() => break,
+            };
+            let connection = Connection {
+                role: self.role,
+                peer,
+                acceptor: self.acceptor.clone(),
+                builder: builder.clone(),
+                router: self.router.clone(),
+                limits: limits.clone(),
+                shutdown: shutdown.clone(),
+            };
+            connections.spawn(async move {
+                connection.serve(tcp).await;
+                drop(permit);
+            });
+        }
+        drop(self.listener);
+
+        let grace = Duration::from_millis(limits.shutdown_grace_ms);
+        let drained = tokio::time::timeout(grace, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                role = self.role,
+                open = connections.len(),
+                "shutdown grace period over; closing the remaining connections"
+            );
+            connections.shutdown().await;
+        }
+        tracing::info!(role = self.role, "stopped");
+        Ok(())
+    }
+
+    fn builder(&self) -> auto::Builder<TokioExecutor> {
+        let limits = &self.limits;
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms))
+            .max_buf_size(limits.max_header_bytes as usize)
+            .max_headers(limits.max_headers)
+            .keep_alive(true);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .initial_stream_window_size(limits.h2_stream_window_bytes)
+            .initial_connection_window_size(limits.h2_connection_window_bytes)
+            .max_send_buf_size(limits.h2_max_send_buffer_bytes as usize)
+            .max_concurrent_streams(limits.h2_max_concurrent_streams)
+            .max_header_list_size(limits.max_header_bytes)
+            .keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(20));
+        builder
+    }
+}
+
+/// One accepted TCP connection and what it needs to be served.
+struct Connection {
+    role: &'static str,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    router: Router,
+    limits: Arc<Limits>,
+    shutdown: CancellationToken,
+}
+
+impl Connection {
+    async fn serve(self, tcp: TcpStream) {
+        let _ = tcp.set_nodelay(true);
+        let handshake = Duration::from_millis(self.limits.tls_handshake_timeout_ms);
+        let tls = match tokio::time::timeout(handshake, self.acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                tracing::debug!(role = self.role, peer = %self.peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(role = self.role, peer = %self.peer, "TLS handshake timed out");
+                return;
+            }
+        };
+
+        let activity = Activity::new();
+        let io = TokioIo::new(Tracked {
+            inner: tls,
+            activity: activity.clone(),
+        });
+        let (peer, role, router) = (self.peer, self.role, self.router.clone());
+        let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
+            request.extensions_mut().insert(PeerAddr(peer));
+            request.extensions_mut().insert(Role(role));
+            let router = router.clone();
+            async move {
+                let response = router.oneshot(request.map(Body::new)).await;
+                Ok::<_, Infallible>(response.unwrap_or_else(|never| match never {}))
+            }
+        });
+
+        let connection = self.builder.serve_connection(io, service);
+        tokio::pin!(connection);
+        let idle = Duration::from_millis(self.limits.idle_timeout_ms);
+        let mut draining = false;
+        loop {
+            let deadline = activity.last() + idle;
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(role, peer = %peer, error = %e, "connection ended with an error");
+                    }
+                    return;
+                }
+                _ = self.shutdown.cancelled(), if !draining => {
+                    connection.as_mut().graceful_shutdown();
+                    draining = true;
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    if activity.last() + idle > Instant::now() {
+                        continue;
+                    }
+                    if draining {
+                        tracing::debug!(role, peer = %peer, "closing a connection idle while draining");
+                        return;
+                    }
+                    connection.as_mut().graceful_shutdown();
+                    draining = true;
+                    activity.touch();
+                }
+            }
+        }
+    }
+}
+
+/// When a connection last moved a byte, in milliseconds since `base`.
+#[derive(Clone)]
+struct Activity {
+    base: Instant,
+    last_ms: Arc<AtomicU64>,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            base: Instant::now(),
+            last_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = self.base.elapsed().as_millis() as u64;
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.base + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
+/// An I/O stream that records activity on every successful read or write.
+struct Tracked<T> {
+    inner: T,
+    activity: Activity,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,128 @@
+//! From a request path to a file inside the videos folder.
+//!
+//! **No request ever reads a byte outside the folder.** The path is
+//! percent-decoded exactly once; NUL, backslashes, `.` and `..` segments are
+//! refused with 400 before the file system is touched; hidden names (`.git`,
+//! `.env`) are not served; and the resolved file is canonicalized (symlinks
+//! followed) and must still lie under the canonical folder, so a symlink
+//! pointing outside gives 404.
+
+use std::path::{Component, Path, PathBuf};
+
+use percent_encoding::percent_decode_str;
+
+/// Longest request path accepted, in bytes (before decoding).
+pub const MAX_PATH_BYTES: usize = 4096;
+
+/// Why a request path does not name a servable file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The path is malformed or tries to leave the folder: 400.
+    BadRequest(&'static str),
+    /// No such file in the folder (or not one we serve): 404.
+    NotFound,
+}
+
+/// The relative path a request names, checked without touching the disk.
+pub fn relative(uri_path: &str) -> Result<PathBuf, Refusal> {
+    if uri_path.len() > MAX_PATH_BYTES {
+        return Err(Refusal::BadRequest("path too long"));
+    }
+    if !uri_path.starts_with('/') {
+        return Err(Refusal::BadRequest("path must start with /"));
+    }
+    let decoded = percent_decode_str(uri_path)
+        .decode_utf8()
+        .map_err(|_| Refusal::BadRequest("path is not UTF-8"))?;
+    if decoded.contains('\0') {
+        return Err(Refusal::BadRequest("NUL in path"));
+    }
+    if decoded.contains('\\') {
+        return Err(Refusal::BadRequest("backslash in path"));
+    }
+    let mut relative = PathBuf::new();
+    for segment in decoded.split('/') {
+        match segment {
+            "" => continue,
+            "." | ".." => return Err(Refusal::BadRequest("dot segment in path")),
+            s if s.starts_with('.') => return Err(Refusal::NotFound),
+            s => relative.push(s),
+        }
+    }
+    // Belt and braces: after the checks above only normal components remain.
+    if relative
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_)))
+    {
+        return Err(Refusal::BadRequest("path leaves the folder"));
+    }
+    if relative.as_os_str().is_empty() {
+        return Err(Refusal::NotFound);
+    }
+    Ok(relative)
+}
+
+/// Resolves a request path to a regular file under `root` (which must be
+/// canonical). Blocking: call from a blocking context.
+pub fn resolve(root: &Path, uri_path: &str) -> Result<PathBuf, Refusal> {
+    let relative = relative(uri_path)?;
+    let real = std::fs::canonicalize(root.join(relative)).map_err(|_| Refusal::NotFound)?;
+    if !real.starts_with(root) {
+        tracing::warn!(
+            path = uri_path,
+            "refused: resolves outside the videos folder"
+        );
+        return Err(Refusal::NotFound);
+    }
+    if !real.is_file() {
+        return Err(Refusal::NotFound);
+    }
+    Ok(real)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn plain_and_nested_paths() {
+        assert_eq!(relative("/a.mp4").unwrap(), PathBuf::from("a.mp4"));
+        assert_eq!(
+            relative("/hls//v1/seg%201.ts").unwrap(),
+            PathBuf::from("hls/v1/seg 1.ts")
+        );
+    }
+
+    #[test]
+    fn escapes_are_refused() {
+        for path in [
+            "/../etc/passwd",
+            "/a/../../etc/passwd",
+            "/%2e%2e/etc/passwd",
+            "/%2E%2E%2Fetc%2Fpasswd",
+            "/..%5c..%5cetc",
+            "/a%00.mp4",
+            "/./a.mp4",
+            "/%ff",
+            "relative",
+        ] {
+            assert!(
+                matches!(relative(path), Err(Refusal::BadRequest(_))),
+                "{path}"
+            );
+        }
+        assert_eq!(relative("/.env"), Err(Refusal::NotFound));
+        assert_eq!(relative("/"), Err(Refusal::NotFound));
+    }
+
+    proptest! {
+        #[test]
+        fn accepted_paths_stay_relative(path in "/[a-zA-Z0-9%./\\\\-]{0,40}") {
+            if let Ok(rel) = relative(&path) {
+                prop_assert!(rel.is_relative());
+                prop_assert!(rel.components().all(|c| matches!(c, Component::Normal(_))));
+            }
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! `vcdn.toml`: one file configures every role of a process.
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde::Deserialize;
+
+/// The whole configuration file. Every section and field is optional; the
+/// defaults are the prototype's ports on 127.0.0.1.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileConfig {
+    /// Certificates for every listener.
+    pub tls: vcdn_http::tls::Config,
+    /// Timeouts and limits for every listener.
+    pub server: vcdn_http::Limits,
+    pub origin: vcdn_origin::Config,
+    pub up: UpConfig,
+}
+
+/// The `[up]` section: how `vcdn up` prepares the demo.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpConfig {
+    /// Put the bundled sample video into an empty videos folder.
+    pub install_sample: bool,
+}
+
+impl Default for UpConfig {
+    fn default() -> Self {
+        UpConfig {
+            install_sample: true,
+        }
+    }
+}
+
+/// The default file name, read from the working directory when present.
+const DEFAULT_FILE: &str = "vcdn.toml";
+
+impl FileConfig {
+    /// Reads `path`, or `./vcdn.toml` when no path is given and it exists,
+    /// or the defaults.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<FileConfig> {
+        let path = match path {
+            Some(p) => p,
+            None if Path::new(DEFAULT_FILE).exists() => Path::new(DEFAULT_FILE),
+            None => return Ok(FileConfig::default()),
+        };
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        self.tls.validate()?;
+        self.server.validate()?;
+        self.origin.validate()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_committed_example_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../vcdn.toml");
+        let config = FileConfig::load(Some(&path)).unwrap();
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let err = toml::from_str::<FileConfig>("[origin]\nlisten_port = 1\n").unwrap_err();
+        assert!(err.to_string().contains("listen_port"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_fail_validation() {
+        let config: FileConfig = toml::from_str("[server]\nmax_header_bytes = 10\n").unwrap();
+        assert!(config.validate().is_err());
+    }
+}
