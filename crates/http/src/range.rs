@@ -74,6 +74,22 @@ pub fn resolve(header: Option<&HeaderValue>, len: u64) -> RangeRequest {
     }
 }
 
+/// The first byte a `Range` header asks for when that does not depend on
+/// the representation's length (`bytes=N-` and `bytes=N-M`); a cache uses it
+/// to fetch the right part of an object it has not seen yet.
+pub fn first_byte_hint(header: Option<&HeaderValue>) -> Option<u64> {
+    let text = header?.to_str().ok()?;
+    if text.len() > MAX_RANGE_HEADER_BYTES {
+        return None;
+    }
+    let parsed = http_range_header::parse_range_header(text).ok()?;
+    match parsed.into_ranges().first()? {
+        http_range_header::SyntacticallyCorrectRange::FromStart(start)
+        | http_range_header::SyntacticallyCorrectRange::Indexed(start, _) => Some(*start),
+        http_range_header::SyntacticallyCorrectRange::FromLast(_) => None,
+    }
+}
+
 /// The `Content-Range` value of a 416: `bytes */len`.
 pub fn unsatisfied_content_range(complete_len: u64) -> HeaderValue {
     header_value(format!("bytes */{complete_len}"))
@@ -127,6 +143,15 @@ mod tests {
             assert_eq!(r(value, 1000), RangeRequest::Full, "{value}");
         }
         assert_eq!(resolve(None, 10), RangeRequest::Full);
+    }
+
+    #[test]
+    fn first_byte_hints() {
+        let hint = |v: &str| first_byte_hint(Some(&HeaderValue::from_str(v).unwrap()));
+        assert_eq!(hint("bytes=500-"), Some(500));
+        assert_eq!(hint("bytes=5-9"), Some(5));
+        assert_eq!(hint("bytes=-5"), None);
+        assert_eq!(hint("nonsense"), None);
     }
 
     proptest! {

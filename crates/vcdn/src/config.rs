@@ -15,6 +15,8 @@ pub struct FileConfig {
     /// Timeouts and limits for every listener.
     pub server: vcdn_http::Limits,
     pub origin: vcdn_origin::Config,
+    /// The replica; `vcdn up` runs `up.replicas` of them on consecutive ports.
+    pub replica: vcdn_replica::Config,
     pub up: UpConfig,
 }
 
@@ -24,12 +26,15 @@ pub struct FileConfig {
 pub struct UpConfig {
     /// Put the bundled sample video into an empty videos folder.
     pub install_sample: bool,
+    /// Replicas to run, on `replica.listen`'s port and the ones after it.
+    pub replicas: u16,
 }
 
 impl Default for UpConfig {
     fn default() -> Self {
         UpConfig {
             install_sample: true,
+            replicas: 3,
         }
     }
 }
@@ -55,6 +60,10 @@ impl FileConfig {
         self.tls.validate()?;
         self.server.validate()?;
         self.origin.validate()?;
+        self.replica.validate()?;
+        if self.up.replicas == 0 || self.up.replicas > 64 {
+            anyhow::bail!("up.replicas must be between 1 and 64");
+        }
         Ok(())
     }
 }

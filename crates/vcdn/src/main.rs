@@ -37,7 +37,7 @@ enum Command {
     /// Serve the master files of a folder.
     Origin(OriginArgs),
     /// Run an edge cache in front of an origin.
-    Replica,
+    Replica(ReplicaArgs),
     /// Route viewers to healthy replicas.
     Controller,
     /// Serve the viewer's page and the cluster dashboard.
@@ -67,6 +67,27 @@ struct OriginArgs {
     /// Folder of the files to serve.
     #[arg(long)]
     videos: Option<PathBuf>,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+#[derive(Args, Debug)]
+struct ReplicaArgs {
+    /// Address to listen on, e.g. 127.0.0.1:8081.
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Base URL of the origin, e.g. https://origin.example:8080.
+    #[arg(long)]
+    origin: Option<String>,
+    /// CA certificates (PEM) to trust for the origin; defaults to the local CA.
+    #[arg(long)]
+    origin_ca: Option<PathBuf>,
+    /// Folder of the disk cache.
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+    /// Name shown in X-Served-By and Cache-Status.
+    #[arg(long)]
+    name: Option<String>,
     #[command(flatten)]
     tls: TlsArgs,
 }
@@ -140,9 +161,35 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(up::origin_only(config))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Replica | Command::Controller | Command::Web => {
+        Command::Replica(args) => {
+            let replica = &mut config.replica;
+            if let Some(listen) = args.listen {
+                replica.listen = listen;
+            }
+            if let Some(origin) = args.origin {
+                replica.origin = origin;
+            }
+            if let Some(ca) = args.origin_ca {
+                replica.origin_ca_file = Some(ca);
+            }
+            if let Some(dir) = args.cache_dir {
+                replica.cache_dir = dir;
+            }
+            if let Some(name) = args.name {
+                replica.name = Some(name);
+            }
+            apply_tls(&mut config, args.tls);
+            config.validate()?;
+            if cli.check {
+                println!("configuration is valid");
+                return Ok(ExitCode::SUCCESS);
+            }
+            runtime()?.block_on(up::replica_only(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Controller | Command::Web => {
             eprintln!(
-                "vcdn: this role is not built yet; `vcdn origin` and `vcdn up` are available"
+                "vcdn: this role is not built yet; `vcdn origin`, `vcdn replica` and `vcdn up` are available"
             );
             Ok(ExitCode::from(2))
         }

@@ -1,9 +1,12 @@
-//! Starting roles: one alone (`vcdn origin`) or the demo cluster (`vcdn up`).
+//! Starting roles: one alone (`vcdn origin`, `vcdn replica`) or the demo
+//! cluster (`vcdn up`).
 
+use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::Context;
-use vcdn_http::Serving;
+use tokio::task::JoinSet;
+use vcdn_http::{CancellationToken, Serving};
 
 use crate::config::FileConfig;
 
@@ -12,13 +15,49 @@ use crate::config::FileConfig;
 const SAMPLE_NAME: &str = "sample.mp4";
 const SAMPLE: &[u8] = include_bytes!("../../../assets/sample/sample.mp4");
 
-/// Runs the demo cluster until SIGINT or SIGTERM. Roles not built yet are
-/// skipped; today that is everything but the origin.
+/// Runs the demo cluster until SIGINT or SIGTERM: the origin and
+/// `up.replicas` replicas in front of it. Controller and web are not built
+/// yet.
 pub async fn run(config: FileConfig) -> anyhow::Result<()> {
     if config.up.install_sample {
         install_sample(&config.origin.videos_dir)?;
     }
-    origin_only(config).await
+    let serving = serving(&config)?;
+    let shutdown = vcdn_http::shutdown::on_signal();
+    let mut roles = JoinSet::new();
+
+    let origin = vcdn_origin::build(&config.origin, &serving)
+        .await
+        .context("starting the origin")?;
+    println!(
+        "origin   {}  (catalog: /api/videos, files from {})",
+        url(origin.local_addr()),
+        config.origin.videos_dir.display()
+    );
+    let origin_url = url(origin.local_addr());
+    roles.spawn(named("origin", origin.run(shutdown.clone())));
+
+    for i in 0..config.up.replicas {
+        let mut replica = config.replica.clone();
+        let port = replica.listen.port() + i;
+        replica.listen.set_port(port);
+        replica.origin = origin_url.clone();
+        replica.cache_dir = config.replica.cache_dir.join(port.to_string());
+        if replica.origin_ca_file.is_none() {
+            replica.origin_ca_file = config.tls.ca_file();
+        }
+        let replica = vcdn_replica::build(&replica, &serving)
+            .await
+            .with_context(|| format!("starting replica {port}"))?;
+        println!(
+            "replica  {}  ({})",
+            url(replica.local_addr()),
+            replica.name()
+        );
+        roles.spawn(named("replica", replica.run(shutdown.clone())));
+    }
+    print_trust(&config);
+    wait(roles, shutdown).await
 }
 
 /// Runs the origin alone until SIGINT or SIGTERM.
@@ -29,10 +68,67 @@ pub async fn origin_only(config: FileConfig) -> anyhow::Result<()> {
         .await
         .context("starting the origin")?;
     println!(
-        "origin   https://localhost:{}/  (catalog: /api/videos, files from {})",
-        origin.local_addr().port(),
+        "origin   {}  (catalog: /api/videos, files from {})",
+        url(origin.local_addr()),
         config.origin.videos_dir.display()
     );
+    print_trust(&config);
+    origin.run(shutdown).await.context("running the origin")
+}
+
+/// Runs one replica until SIGINT or SIGTERM.
+pub async fn replica_only(mut config: FileConfig) -> anyhow::Result<()> {
+    let serving = serving(&config)?;
+    let shutdown = vcdn_http::shutdown::on_signal();
+    if config.replica.origin_ca_file.is_none() {
+        config.replica.origin_ca_file = config.tls.ca_file();
+    }
+    let replica = vcdn_replica::build(&config.replica, &serving)
+        .await
+        .context("starting the replica")?;
+    println!(
+        "replica  {}  ({}, origin {})",
+        url(replica.local_addr()),
+        replica.name(),
+        config.replica.origin
+    );
+    print_trust(&config);
+    replica.run(shutdown).await.context("running the replica")
+}
+
+async fn named<E: std::error::Error + Send + Sync + 'static>(
+    role: &'static str,
+    run: impl Future<Output = Result<(), E>>,
+) -> anyhow::Result<()> {
+    run.await.with_context(|| format!("running the {role}"))
+}
+
+/// Waits for every role; if one fails, stops the others.
+async fn wait(
+    mut roles: JoinSet<anyhow::Result<()>>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut first_error = None;
+    while let Some(done) = roles.join_next().await {
+        let result = done.context("a role panicked").and_then(|r| r);
+        if let Err(e) = result {
+            shutdown.cancel();
+            first_error.get_or_insert(e);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+fn url(addr: SocketAddr) -> String {
+    let host = if addr.ip().is_loopback() || addr.ip().is_unspecified() {
+        "localhost".to_owned()
+    } else {
+        addr.ip().to_string()
+    };
+    format!("https://{host}:{}", addr.port())
+}
+
+fn print_trust(config: &FileConfig) {
     if let Some(ca) = config.tls.ca_file() {
         println!(
             "trust    {}  (e.g. curl --cacert {} ...)",
@@ -40,8 +136,6 @@ pub async fn origin_only(config: FileConfig) -> anyhow::Result<()> {
             ca.display()
         );
     }
-    origin.run(shutdown).await.context("running the origin")?;
-    Ok(())
 }
 
 /// Loads (or on first start creates) the TLS identity every listener shares.

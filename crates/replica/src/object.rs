@@ -1,0 +1,347 @@
+//! One cached object: a version of one URL, stored as fixed-size chunks.
+//!
+//! The object owns the state of each chunk (missing, filling, ready) behind
+//! one mutex; transitions are the only way chunks change, so at most one
+//! fill exists per chunk and a chunk is ready only after its fill completed.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use http::{HeaderName, HeaderValue};
+use tokio::sync::watch;
+use vcdn_http::conditional::{ETag, Validators};
+
+/// What identifies one version of a URL, and what is replayed to viewers.
+#[derive(Debug, Clone)]
+pub struct Meta {
+    /// Length of the whole representation in bytes.
+    pub total: u64,
+    /// The origin's `ETag`, exactly as sent.
+    pub etag: Option<HeaderValue>,
+    /// The origin's `Last-Modified`, exactly as sent.
+    pub last_modified: Option<HeaderValue>,
+    /// End-to-end response headers replayed on every response.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Whether chunks are fetched one range at a time. False for origins
+    /// that ignore `Range` or send no validator: those are filled by one
+    /// whole-object response, the only way to be sure of one version.
+    pub ranged: bool,
+}
+
+impl Meta {
+    /// The validators for conditional requests answered from the cache.
+    pub fn validators(&self) -> Validators {
+        Validators {
+            etag: self
+                .etag
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .and_then(ETag::parse),
+            last_modified: self
+                .last_modified
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .and_then(|s| httpdate::parse_http_date(s).ok()),
+        }
+    }
+
+    /// The `If-Range` value that pins chunk requests to this version: a
+    /// strong ETag, else the Last-Modified date.
+    pub fn if_range(&self) -> Option<HeaderValue> {
+        match (&self.etag, &self.last_modified) {
+            (Some(etag), _) if !etag.as_bytes().starts_with(b"W/") => Some(etag.clone()),
+            (_, Some(date)) => Some(date.clone()),
+            _ => None,
+        }
+    }
+
+    /// Whether a response's validators name this same version.
+    pub fn same_version(
+        &self,
+        etag: Option<&HeaderValue>,
+        last_modified: Option<&HeaderValue>,
+    ) -> bool {
+        match &self.etag {
+            Some(ours) => etag == Some(ours),
+            None => self.last_modified.as_ref() == last_modified,
+        }
+    }
+
+    /// A stable name for this version, used in the object's directory name.
+    pub fn version_tag(&self) -> String {
+        let mut text = self.total.to_string();
+        for value in [&self.etag, &self.last_modified].into_iter().flatten() {
+            text.push('\n');
+            text.push_str(&String::from_utf8_lossy(value.as_bytes()));
+        }
+        text
+    }
+}
+
+/// Progress of a chunk fill, published to every follower.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes of the chunk written to the part file so far.
+    pub written: u64,
+    pub end: FillEnd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FillEnd {
+    Running,
+    /// All bytes arrived, were checked and the chunk is ready.
+    Complete,
+    /// The transfer broke or the response did not check out.
+    Failed,
+}
+
+/// A chunk being written by one origin response.
+#[derive(Debug)]
+pub struct ChunkFill {
+    /// The part file, set once the fill has created it (before any byte is
+    /// published). Followers read it with positioned reads.
+    pub file: OnceLock<Arc<File>>,
+    pub progress: watch::Sender<Progress>,
+}
+
+impl ChunkFill {
+    fn new() -> Arc<ChunkFill> {
+        let (progress, _) = watch::channel(Progress {
+            written: 0,
+            end: FillEnd::Running,
+        });
+        Arc::new(ChunkFill {
+            file: OnceLock::new(),
+            progress,
+        })
+    }
+
+    /// Marks the fill failed; followers abort.
+    pub fn fail(&self) {
+        self.progress.send_modify(|p| p.end = FillEnd::Failed);
+    }
+}
+
+/// The state of one chunk.
+#[derive(Debug, Clone)]
+pub enum Chunk {
+    Missing,
+    Filling(Arc<ChunkFill>),
+    Ready,
+}
+
+/// One version of one URL in the cache.
+#[derive(Debug)]
+pub struct Object {
+    pub key: String,
+    pub meta: Meta,
+    pub dir: PathBuf,
+    pub chunk_bytes: u64,
+    chunks: Mutex<Vec<Chunk>>,
+    invalid: AtomicBool,
+}
+
+impl Object {
+    pub fn new(key: String, meta: Meta, dir: PathBuf, chunk_bytes: u64) -> Object {
+        let count = chunk_count(meta.total, chunk_bytes);
+        Object {
+            key,
+            meta,
+            dir,
+            chunk_bytes,
+            chunks: Mutex::new(vec![Chunk::Missing; count as usize]),
+            invalid: AtomicBool::new(false),
+        }
+    }
+
+    pub fn chunk_count(&self) -> u64 {
+        chunk_count(self.meta.total, self.chunk_bytes)
+    }
+
+    /// First byte and length of chunk `index`.
+    pub fn chunk_span(&self, index: u64) -> (u64, u64) {
+        let start = index * self.chunk_bytes;
+        (start, self.chunk_bytes.min(self.meta.total - start))
+    }
+
+    pub fn chunk_path(&self, index: u64) -> PathBuf {
+        self.dir.join(format!("c{index}"))
+    }
+
+    pub fn part_path(&self, index: u64) -> PathBuf {
+        self.dir.join(format!("c{index}.part"))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Chunk>> {
+        // A panic while holding this lock leaves only plain data behind.
+        self.chunks.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn state(&self, index: u64) -> Chunk {
+        self.lock()[index as usize].clone()
+    }
+
+    pub fn is_ready(&self, index: u64) -> bool {
+        matches!(self.lock()[index as usize], Chunk::Ready)
+    }
+
+    /// Claims a missing chunk for a new fill; `None` if it is filling or
+    /// ready already (or the object was invalidated).
+    pub fn claim(&self, index: u64) -> Option<Arc<ChunkFill>> {
+        if self.is_invalid() {
+            return None;
+        }
+        let mut chunks = self.lock();
+        match chunks[index as usize] {
+            Chunk::Missing => {
+                let fill = ChunkFill::new();
+                chunks[index as usize] = Chunk::Filling(fill.clone());
+                Some(fill)
+            }
+            _ => None,
+        }
+    }
+
+    /// Marks a filled chunk ready and tells its followers.
+    pub fn complete(&self, index: u64, fill: &ChunkFill) {
+        self.lock()[index as usize] = Chunk::Ready;
+        fill.progress.send_modify(|p| p.end = FillEnd::Complete);
+    }
+
+    /// Returns a chunk whose fill failed to missing and tells its followers.
+    pub fn fail(&self, index: u64, fill: &ChunkFill) {
+        {
+            let mut chunks = self.lock();
+            if let Chunk::Filling(current) = &chunks[index as usize]
+                && std::ptr::eq(current.as_ref(), fill)
+            {
+                chunks[index as usize] = Chunk::Missing;
+            }
+        }
+        fill.fail();
+    }
+
+    /// Returns a ready chunk whose file disappeared to missing.
+    pub fn lost(&self, index: u64) {
+        let mut chunks = self.lock();
+        if matches!(chunks[index as usize], Chunk::Ready) {
+            chunks[index as usize] = Chunk::Missing;
+        }
+    }
+
+    /// Marks the object as no longer the origin's current version. Fills in
+    /// flight are failed, so no viewer receives another byte of it from them.
+    pub fn invalidate(&self) {
+        self.invalid.store(true, Ordering::SeqCst);
+        for chunk in self.lock().iter() {
+            if let Chunk::Filling(fill) = chunk {
+                fill.fail();
+            }
+        }
+    }
+
+    pub fn is_invalid(&self) -> bool {
+        self.invalid.load(Ordering::SeqCst)
+    }
+
+    /// Bytes of the object in ready chunks.
+    pub fn ready_chunks(&self) -> u64 {
+        self.lock()
+            .iter()
+            .filter(|c| matches!(c, Chunk::Ready))
+            .count() as u64
+    }
+}
+
+/// Number of chunks of an object of `total` bytes.
+pub fn chunk_count(total: u64, chunk_bytes: u64) -> u64 {
+    total.div_ceil(chunk_bytes)
+}
+
+/// The chunks covering bytes `start..=end`.
+pub fn chunks_covering(start: u64, end: u64, chunk_bytes: u64) -> std::ops::RangeInclusive<u64> {
+    (start / chunk_bytes)..=(end / chunk_bytes)
+}
+
+/// The object directory for a key and version under `root`.
+pub fn dir_for(root: &Path, key: &str, meta: &Meta, generation: u64) -> PathBuf {
+    use twox_hash::XxHash3_64;
+    let key_hash = XxHash3_64::oneshot(key.as_bytes());
+    let version_hash = XxHash3_64::oneshot(meta.version_tag().as_bytes());
+    root.join(format!("{:02x}", key_hash >> 56))
+        .join(format!("{key_hash:016x}-{version_hash:016x}-{generation}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn meta(total: u64) -> Meta {
+        Meta {
+            total,
+            etag: Some(HeaderValue::from_static("\"v1\"")),
+            last_modified: None,
+            headers: vec![],
+            ranged: true,
+        }
+    }
+
+    #[test]
+    fn claims_are_exclusive_and_failures_return_to_missing() {
+        let object = Object::new("/a".into(), meta(10), PathBuf::from("/x"), 4);
+        assert_eq!(object.chunk_count(), 3);
+        assert_eq!(object.chunk_span(2), (8, 2));
+        let fill = object.claim(1).unwrap();
+        assert!(object.claim(1).is_none());
+        object.fail(1, &fill);
+        assert_eq!(fill.progress.borrow().end, FillEnd::Failed);
+        let again = object.claim(1).unwrap();
+        object.complete(1, &again);
+        assert!(object.is_ready(1));
+        assert!(object.claim(1).is_none());
+    }
+
+    #[test]
+    fn invalidated_objects_take_no_new_fills() {
+        let object = Object::new("/a".into(), meta(10), PathBuf::from("/x"), 4);
+        let fill = object.claim(0).unwrap();
+        object.invalidate();
+        assert_eq!(fill.progress.borrow().end, FillEnd::Failed);
+        assert!(object.claim(1).is_none());
+    }
+
+    #[test]
+    fn weak_etags_do_not_pin_ranges() {
+        let mut m = meta(1);
+        m.etag = Some(HeaderValue::from_static("W/\"v1\""));
+        assert_eq!(m.if_range(), None);
+        m.last_modified = Some(HeaderValue::from_static("Wed, 25 Nov 2026 00:00:00 GMT"));
+        assert_eq!(m.if_range(), m.last_modified);
+    }
+
+    proptest! {
+        #[test]
+        fn chunks_tile_the_object(total in 1u64..10_000_000, chunk in 1u64..3_000_000) {
+            let object = Object::new("/p".into(), meta(total), PathBuf::from("/x"), chunk);
+            let mut next = 0;
+            for i in 0..object.chunk_count() {
+                let (start, len) = object.chunk_span(i);
+                prop_assert_eq!(start, next);
+                prop_assert!(len > 0 && len <= chunk);
+                next = start + len;
+            }
+            prop_assert_eq!(next, total);
+        }
+
+        #[test]
+        fn covering_chunks_contain_the_range(start in 0u64..1_000_000, len in 1u64..1_000_000, chunk in 1u64..100_000) {
+            let end = start + len - 1;
+            let covering = chunks_covering(start, end, chunk);
+            prop_assert!(covering.start() * chunk <= start);
+            prop_assert!((covering.end() + 1) * chunk > end);
+        }
+    }
+}

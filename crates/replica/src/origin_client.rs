@@ -1,0 +1,267 @@
+//! Talking to the origin, and checking what it says.
+//!
+//! One pooled reqwest client (HTTP/2 by ALPN, video-sized windows) per
+//! replica. Requests for cache fills carry no viewer headers, so what is
+//! stored never depends on who asked first.
+
+use std::path::Path;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+
+use crate::Error;
+
+/// A parsed `Content-Range: bytes first-last/total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContentRange {
+    pub first: u64,
+    pub last: u64,
+    pub total: u64,
+}
+
+/// Parses a satisfied `Content-Range` (`bytes a-b/n`, with a known total).
+pub fn content_range(headers: &HeaderMap) -> Option<ContentRange> {
+    let text = headers.get(header::CONTENT_RANGE)?.to_str().ok()?;
+    let rest = text.strip_prefix("bytes ")?;
+    let (span, total) = rest.split_once('/')?;
+    let (first, last) = span.split_once('-')?;
+    let range = ContentRange {
+        first: first.trim().parse().ok()?,
+        last: last.trim().parse().ok()?,
+        total: total.trim().parse().ok()?,
+    };
+    (range.first <= range.last && range.last < range.total).then_some(range)
+}
+
+/// The declared `Content-Length`, if any.
+pub fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The pooled client and the origin's base URL.
+#[derive(Clone)]
+pub struct OriginClient {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl OriginClient {
+    pub fn new(
+        base: &str,
+        ca_file: Option<&Path>,
+        connect_timeout: Duration,
+        read_timeout: Duration,
+    ) -> Result<OriginClient, Error> {
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .connect_timeout(connect_timeout)
+            .read_timeout(read_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .http2_initial_stream_window_size(4 * 1024 * 1024)
+            .http2_initial_connection_window_size(16 * 1024 * 1024)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .http2_keep_alive_timeout(Duration::from_secs(20))
+            .user_agent(concat!("vcdn-replica/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca_file) = ca_file {
+            let pem = std::fs::read(ca_file).map_err(|e| {
+                Error::Config(format!("reading origin CA {}: {e}", ca_file.display()))
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| Error::Config(format!("origin CA {}: {e}", ca_file.display())))?;
+            builder = builder.tls_certs_only(certs);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| Error::Config(format!("origin client: {e}")))?;
+        Ok(OriginClient {
+            client,
+            base: base.trim_end_matches('/').to_owned(),
+        })
+    }
+
+    pub fn url(&self, key: &str) -> String {
+        format!("{}{}", self.base, key)
+    }
+
+    /// A fill request: the whole object, or bytes `first..=last` pinned to a
+    /// version with `If-Range`.
+    pub async fn fetch(
+        &self,
+        key: &str,
+        range: Option<(u64, u64)>,
+        if_range: Option<&HeaderValue>,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        let mut request = self
+            .client
+            .get(self.url(key))
+            .header(header::ACCEPT_ENCODING, "identity");
+        if let Some((first, last)) = range {
+            request = request.header(header::RANGE, format!("bytes={first}-{last}"));
+            if let Some(if_range) = if_range {
+                request = request.header(header::IF_RANGE, if_range.clone());
+            }
+        }
+        request.send().await
+    }
+
+    /// Forwards a viewer's request unchanged (method, headers, body).
+    pub async fn forward(
+        &self,
+        method: http::Method,
+        key: &str,
+        headers: HeaderMap,
+        body: reqwest::Body,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        self.client
+            .request(method, self.url(key))
+            .headers(headers)
+            .body(body)
+            .send()
+            .await
+    }
+}
+
+/// Whether a shared cache may store this response at all (the full rules
+/// of RFC 9111 come with freshness; these are the ones that forbid storing).
+pub fn storable(status: StatusCode, headers: &HeaderMap) -> bool {
+    if !(status == StatusCode::OK || status == StatusCode::PARTIAL_CONTENT) {
+        return false;
+    }
+    let directives = headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| d.trim().to_ascii_lowercase());
+    for directive in directives {
+        let name = directive.split('=').next().unwrap_or("");
+        if name == "no-store" || name == "private" {
+            return false;
+        }
+    }
+    // Variants by request header come with the Vary support; until then an
+    // object that varies is passed through rather than served to the wrong
+    // viewer.
+    if headers.contains_key(header::VARY) {
+        return false;
+    }
+    true
+}
+
+/// Headers that describe one message or connection, never replayed from
+/// the cache (RFC 9110 §7.6.1, §6.4), and ones the replica sets itself.
+const NOT_REPLAYED: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "content-length",
+    "content-range",
+    "date",
+    "age",
+    "set-cookie",
+    "accept-ranges",
+    "alt-svc",
+    "x-cache",
+    "cache-status",
+    "x-served-by",
+    "access-control-allow-origin",
+    "access-control-expose-headers",
+    "access-control-allow-credentials",
+];
+
+/// The end-to-end headers of an origin response that the cache replays.
+pub fn replayed_headers(headers: &HeaderMap) -> Vec<(http::HeaderName, HeaderValue)> {
+    headers
+        .iter()
+        .filter(|(name, _)| !NOT_REPLAYED.contains(&name.as_str()))
+        .map(|(n, v)| (n.clone(), v.clone()))
+        .collect()
+}
+
+/// Hop-by-hop headers removed when passing a message through.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    for name in [
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "transfer-encoding",
+        "te",
+        "trailer",
+        "upgrade",
+        "host",
+    ] {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        map
+    }
+
+    #[test]
+    fn content_range_parsing() {
+        let h = headers(&[("content-range", "bytes 0-99/1000")]);
+        assert_eq!(
+            content_range(&h),
+            Some(ContentRange {
+                first: 0,
+                last: 99,
+                total: 1000
+            })
+        );
+        for bad in [
+            "bytes */1000",
+            "bytes 5-1/10",
+            "bytes 0-10/10",
+            "items 0-1/2",
+            "bytes 0-1/*",
+        ] {
+            assert_eq!(
+                content_range(&headers(&[("content-range", bad)])),
+                None,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn no_store_and_private_are_not_stored() {
+        assert!(storable(
+            StatusCode::OK,
+            &headers(&[("cache-control", "public, max-age=60")])
+        ));
+        assert!(!storable(
+            StatusCode::OK,
+            &headers(&[("cache-control", "no-store")])
+        ));
+        assert!(!storable(
+            StatusCode::OK,
+            &headers(&[("cache-control", "max-age=5, Private")])
+        ));
+        assert!(!storable(StatusCode::NOT_FOUND, &headers(&[])));
+    }
+}

@@ -1,0 +1,185 @@
+//! The request driver: lookup → fill → respond, or pass through.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use futures_util::TryStreamExt;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use vcdn_http::conditional::{self, Precondition};
+use vcdn_http::range::{self, RangeRequest};
+
+use crate::cache_status::CacheStatus;
+use crate::object::{Object, chunks_covering};
+use crate::origin_client;
+use crate::store::Lookup;
+
+pub(crate) async fn handler(
+    State(replica): State<Arc<crate::Shared>>,
+    request: Request,
+) -> Response {
+    let method = request.method().clone();
+    let cacheable_request = (method == Method::GET || method == Method::HEAD)
+        && !request.headers().contains_key(header::AUTHORIZATION);
+    if !cacheable_request {
+        return pass(&replica, request).await;
+    }
+    let key = request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
+    let hint = range::first_byte_hint(request.headers().get(header::RANGE)).unwrap_or(0);
+
+    let object = match replica.store.lookup(&key, hint).await {
+        Lookup::Object(object) => object,
+        Lookup::Pass => return pass(&replica, request).await,
+        Lookup::OriginFailed => {
+            let mut response = (StatusCode::BAD_GATEWAY, "origin unavailable\n").into_response();
+            CacheStatus::Pass.apply(replica.name(), response.headers_mut());
+            return response;
+        }
+    };
+    respond(&replica, &object, &method, request.headers())
+}
+
+/// Answers a GET or HEAD from a (possibly still filling) object.
+fn respond(
+    replica: &crate::Shared,
+    object: &Arc<Object>,
+    method: &Method,
+    request: &HeaderMap,
+) -> Response {
+    let meta = &object.meta;
+    let validators = meta.validators();
+    let mut headers = HeaderMap::new();
+    for (name, value) in &meta.headers {
+        headers.append(name.clone(), value.clone());
+    }
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+
+    let status_of_range = |start: u64, end: u64| -> CacheStatus {
+        let chunks = chunks_covering(start, end, object.chunk_bytes);
+        let ready = chunks.clone().filter(|&c| object.is_ready(c)).count() as u64;
+        if ready == chunks.end() - chunks.start() + 1 {
+            CacheStatus::Hit
+        } else if object.ready_chunks() == 0 {
+            CacheStatus::Miss
+        } else {
+            CacheStatus::Partial
+        }
+    };
+
+    match conditional::evaluate(method, request, &validators) {
+        Precondition::Proceed => {}
+        Precondition::NotModified => {
+            return finish(
+                replica,
+                StatusCode::NOT_MODIFIED,
+                headers,
+                CacheStatus::Hit,
+                Body::empty(),
+            );
+        }
+        Precondition::Failed => {
+            return finish(
+                replica,
+                StatusCode::PRECONDITION_FAILED,
+                headers,
+                CacheStatus::Hit,
+                Body::empty(),
+            );
+        }
+    }
+
+    let total = meta.total;
+    let wanted = if conditional::if_range_allows_partial(request, &validators) {
+        range::resolve(request.get(header::RANGE), total)
+    } else {
+        RangeRequest::Full
+    };
+    let (status, start, len) = match wanted {
+        RangeRequest::Full => (StatusCode::OK, 0, total),
+        RangeRequest::Partial(r) => {
+            headers.insert(header::CONTENT_RANGE, r.content_range(total));
+            (StatusCode::PARTIAL_CONTENT, r.start, r.len())
+        }
+        RangeRequest::Unsatisfiable => {
+            headers.insert(
+                header::CONTENT_RANGE,
+                range::unsatisfied_content_range(total),
+            );
+            headers.remove(header::CONTENT_TYPE);
+            return finish(
+                replica,
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                headers,
+                CacheStatus::Hit,
+                Body::empty(),
+            );
+        }
+    };
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    if len == 0 {
+        return finish(replica, status, headers, CacheStatus::Hit, Body::empty());
+    }
+    let end = start + len - 1;
+    let cache_status = status_of_range(start, end);
+    if method == Method::HEAD {
+        return finish(replica, status, headers, cache_status, Body::empty());
+    }
+    let body = replica.pump.body(object.clone(), start, end);
+    finish(replica, status, headers, cache_status, body)
+}
+
+fn finish(
+    replica: &crate::Shared,
+    status: StatusCode,
+    mut headers: HeaderMap,
+    cache_status: CacheStatus,
+    body: Body,
+) -> Response {
+    cache_status.apply(replica.name(), &mut headers);
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
+/// Forwards a request to the origin and streams the answer back, storing
+/// nothing.
+async fn pass(replica: &crate::Shared, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let key = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
+    let mut headers = parts.headers;
+    origin_client::strip_hop_by_hop(&mut headers);
+    let body = reqwest::Body::wrap_stream(body.into_data_stream());
+    let response = match replica
+        .store
+        .origin()
+        .forward(parts.method.clone(), &key, headers, body)
+        .await
+    {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::warn!(key, method = %parts.method, error = %e, "origin unavailable for a passed request");
+            let mut response = (StatusCode::BAD_GATEWAY, "origin unavailable\n").into_response();
+            CacheStatus::Pass.apply(replica.name(), response.headers_mut());
+            return response;
+        }
+    };
+    let status = response.status();
+    let mut headers = response.headers().clone();
+    origin_client::strip_hop_by_hop(&mut headers);
+    for name in [
+        "access-control-allow-origin",
+        "access-control-expose-headers",
+    ] {
+        headers.remove(name);
+    }
+    let body = Body::from_stream(response.bytes_stream().map_err(std::io::Error::other));
+    finish(replica, status, headers, CacheStatus::Pass, body)
+}
