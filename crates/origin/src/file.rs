@@ -114,7 +114,12 @@ pub(crate) async fn handler(
 
     match conditional::evaluate(&method, &headers, &validators) {
         Precondition::Proceed => {}
-        Precondition::NotModified => return (StatusCode::NOT_MODIFIED, common).into_response(),
+        Precondition::NotModified => {
+            // RFC 9110 §8.6: a 304 may only announce the length a 200 would
+            // have; without this the empty body would announce 0.
+            common.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            return (StatusCode::NOT_MODIFIED, common).into_response();
+        }
         Precondition::Failed => {
             return (
                 StatusCode::PRECONDITION_FAILED,

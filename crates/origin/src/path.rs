@@ -40,6 +40,11 @@ pub fn relative(uri_path: &str) -> Result<PathBuf, Refusal> {
     if decoded.contains('\\') {
         return Err(Refusal::BadRequest("backslash in path"));
     }
+    if decoded.ends_with('/') {
+        // A file is never a folder: `/a.mp4/` must not serve `/a.mp4`, or a
+        // cache would store one file under two URLs.
+        return Err(Refusal::NotFound);
+    }
     let mut relative = PathBuf::new();
     for segment in decoded.split('/') {
         match segment {
@@ -113,6 +118,7 @@ mod tests {
             );
         }
         assert_eq!(relative("/.env"), Err(Refusal::NotFound));
+        assert_eq!(relative("/a.mp4/"), Err(Refusal::NotFound));
         assert_eq!(relative("/"), Err(Refusal::NotFound));
     }
 

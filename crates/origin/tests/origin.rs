@@ -24,8 +24,6 @@ mod head;
 mod methods;
 #[path = "origin/paths.rs"]
 mod paths;
-#[path = "origin/probe.rs"]
-mod probe;
 #[path = "origin/ranges.rs"]
 mod ranges;
 #[path = "origin/service.rs"]

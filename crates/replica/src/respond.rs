@@ -73,6 +73,8 @@ fn respond(
     match conditional::evaluate(method, request, &validators) {
         Precondition::Proceed => {}
         Precondition::NotModified => {
+            // RFC 9110 §8.6: a 304 may only announce the length a 200 would.
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(meta.total));
             return finish(
                 replica,
                 StatusCode::NOT_MODIFIED,

@@ -4,6 +4,8 @@
 //! Tests start what they need through [`TestCluster`], talk to it over real
 //! sockets with [`TestCluster::client`], and stop it by dropping it.
 
+pub mod origin;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -59,6 +61,7 @@ pub struct TestCluster {
     pub pki: LocalPki,
     pub serving: Serving,
     pub origin: Option<RoleHandle>,
+    replicas: std::sync::atomic::AtomicUsize,
 }
 
 impl TestCluster {
@@ -78,6 +81,7 @@ impl TestCluster {
             pki,
             serving,
             origin: None,
+            replicas: Default::default(),
         }
     }
 
@@ -127,6 +131,46 @@ impl TestCluster {
             shutdown,
             task: Some(task),
         })
+    }
+
+    /// Starts a replica of `origin_url` on an ephemeral port, caching in a
+    /// folder of its own (listen address, CA and cache folder are set here).
+    pub async fn start_replica(
+        &self,
+        origin_url: &str,
+        mut config: vcdn_replica::Config,
+    ) -> RoleHandle {
+        config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.origin = origin_url.to_owned();
+        config.origin_ca_file = Some(self.pki.ca_cert.clone());
+        let n = self
+            .replicas
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        config.cache_dir = self.dir.path().join(format!("cache-{n}"));
+        let replica = vcdn_replica::build(&config, &self.serving)
+            .await
+            .expect("replica starts");
+        let addr = replica.local_addr();
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let task = tokio::spawn(async move {
+            replica.run(token).await.expect("replica runs");
+        });
+        RoleHandle {
+            addr,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    /// A test origin (see [`origin::TestOrigin`]) with the cluster's certificate.
+    pub async fn start_test_origin(&self) -> origin::TestOrigin {
+        origin::TestOrigin::start(&self.serving).await
+    }
+
+    /// A folder inside the cluster's temporary directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
     }
 
     /// The origin's base URL.

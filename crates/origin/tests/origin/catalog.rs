@@ -83,9 +83,10 @@ async fn catalog_lists_videos_and_manifests_but_not_segments_or_images() {
         let e = entry(&listing, path);
         assert_eq!(e["size"], bytes.len() as u64, "{path}");
         assert_eq!(e["content_type"], kind, "{path}");
+        let modified = e["modified"].as_str().unwrap_or_default();
         assert!(
-            e["modified"].as_str().is_some_and(|m| !m.is_empty()),
-            "{path}"
+            modified.len() >= 20 && modified.contains('T') && modified.ends_with('Z'),
+            "{path}: modified {modified:?} is RFC 3339 UTC"
         );
         assert!(e["etag"].as_str().is_some_and(|t| !t.is_empty()), "{path}");
         assert!(e.get("duration_seconds").is_some(), "{path}");
@@ -161,4 +162,42 @@ async fn catalog_skips_hidden_files_and_symlinks_leading_outside() {
     cluster.put_video("visible.mp4", &pattern(100, 53));
     cluster.start_origin().await;
     assert_eq!(paths(&catalog(&cluster).await), ["/visible.mp4"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_rereads_the_duration_when_a_file_is_replaced() {
+    let cluster = origin_with(&[("movie.mp4", b"a placeholder, not a video yet\n")]).await;
+    let before = catalog(&cluster).await;
+    assert!(entry(&before, "/movie.mp4")["duration_seconds"].is_null());
+
+    cluster.put_video("movie.mp4", SAMPLE_MP4);
+    let after = catalog(&cluster).await;
+    let e = entry(&after, "/movie.mp4");
+    assert_eq!(e["size"], SAMPLE_MP4.len() as u64);
+    let duration = e["duration_seconds"]
+        .as_f64()
+        .expect("duration after replace");
+    assert!((duration - 10.0).abs() < 0.1, "duration {duration}");
+    assert_ne!(
+        e["etag"],
+        entry(&before, "/movie.mp4")["etag"],
+        "a replaced file has a new ETag"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_stops_at_the_configured_maximum_and_says_so() {
+    let mut cluster = TestCluster::new();
+    for i in 0..5 {
+        cluster.put_video(&format!("v{i}.mp4"), &pattern(10, i));
+    }
+    cluster
+        .start_origin_with(vcdn_origin::Config {
+            catalog_max_files: 3,
+            ..vcdn_origin::Config::default()
+        })
+        .await;
+    let listing = catalog(&cluster).await;
+    assert_eq!(paths(&listing).len(), 3, "{listing}");
+    assert_eq!(listing["truncated"], true);
 }

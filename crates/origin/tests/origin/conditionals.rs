@@ -78,6 +78,25 @@ async fn if_none_match_with_current_etag_is_304() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_modified_never_announces_a_different_length() {
+    // RFC 9110 §8.6: a 304 MUST NOT carry a Content-Length unless it equals
+    // the length a 200 would have; a cache merging the 304's headers into
+    // its stored response would otherwise record the wrong length.
+    let s = served().await;
+    for response in s.get_both(&[("if-none-match", &s.etag)]).await {
+        assert_eq!(response.status, 304);
+        if let Some(length) = response.maybe_header("content-length") {
+            assert_eq!(
+                length,
+                LEN.to_string(),
+                "{:?}: a 304 for a {LEN}-byte file says Content-Length: {length}",
+                response.version
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn if_none_match_star_is_304() {
     let s = served().await;
     for response in s.get_both(&[("if-none-match", "*")]).await {
@@ -165,6 +184,22 @@ async fn if_match_with_a_wrong_tag_is_412() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn if_unmodified_since_older_than_last_modified_is_412() {
+    let s = served().await;
+    let older = shifted(&s.last_modified, Duration::from_secs(3600), true);
+    for response in s.get_both(&[("if-unmodified-since", &older)]).await {
+        assert_eq!(response.status, 412);
+        assert!(!crate::support::leaks_file_bytes(&response.body, &s.file));
+    }
+    for response in s
+        .get_both(&[("if-unmodified-since", &s.last_modified)])
+        .await
+    {
+        assert_whole(&response, &s.file);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn if_match_with_the_current_tag_serves_the_file() {
     let s = served().await;
     for response in s.get_both(&[("if-match", &s.etag)]).await {
@@ -201,9 +236,22 @@ async fn if_range_with_last_modified_date_is_206() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn if_range_with_a_weak_etag_gets_the_whole_file() {
+    // If-Range needs a strong match (RFC 9110 §13.1.5).
+    let s = served().await;
+    let weak = format!("W/{}", s.etag);
+    for response in s
+        .get_both(&[("range", "bytes=0-9"), ("if-range", &weak)])
+        .await
+    {
+        assert_whole(&response, &s.file);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn if_range_with_an_old_etag_gets_the_whole_new_file() {
     let s = served().await;
-    let new = pattern(LEN, 22);
+    let new = pattern(LEN + 1000, 22);
     s.cluster.put_video("clip.mp4", &new);
     for response in s
         .get_both(&[("range", "bytes=1000-1999"), ("if-range", &s.etag)])
