@@ -10,12 +10,14 @@
 //! - [`store`]: the index, discovery of new objects, starting fills.
 //! - [`object`]: one object's metadata and chunk states.
 //! - [`fill`]: writing an origin response into chunk files.
+//! - [`freshness`]: how long a stored response may be reused (RFC 9111 §4.2).
 //! - [`reader`]: streaming a range to a viewer, following filling chunks.
 //! - [`origin_client`]: requests to the origin and checks of its answers.
 //! - [`cache_status`]: `X-Cache` / `Cache-Status` for responses and logs.
 
 pub mod cache_status;
 pub mod fill;
+pub mod freshness;
 pub mod object;
 pub mod origin_client;
 pub mod reader;

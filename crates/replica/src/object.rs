@@ -13,6 +13,8 @@ use http::{HeaderName, HeaderValue};
 use tokio::sync::watch;
 use vcdn_http::conditional::{ETag, Validators};
 
+use crate::freshness::Freshness;
+
 /// What identifies one version of a URL, and what is replayed to viewers.
 #[derive(Debug, Clone)]
 pub struct Meta {
@@ -67,6 +69,15 @@ impl Meta {
             Some(ours) => etag == Some(ours),
             None => self.last_modified.as_ref() == last_modified,
         }
+    }
+
+    /// The stored headers as a map.
+    pub fn header_map(&self) -> http::HeaderMap {
+        let mut map = http::HeaderMap::new();
+        for (name, value) in &self.headers {
+            map.append(name.clone(), value.clone());
+        }
+        map
     }
 
     /// A stable name for this version, used in the object's directory name.
@@ -141,10 +152,17 @@ pub struct Object {
     pub chunk_bytes: u64,
     chunks: Mutex<Vec<Chunk>>,
     invalid: AtomicBool,
+    freshness: Mutex<Freshness>,
 }
 
 impl Object {
-    pub fn new(key: String, meta: Meta, dir: PathBuf, chunk_bytes: u64) -> Object {
+    pub fn new(
+        key: String,
+        meta: Meta,
+        dir: PathBuf,
+        chunk_bytes: u64,
+        freshness: Freshness,
+    ) -> Object {
         let count = chunk_count(meta.total, chunk_bytes);
         Object {
             key,
@@ -153,7 +171,27 @@ impl Object {
             chunk_bytes,
             chunks: Mutex::new(vec![Chunk::Missing; count as usize]),
             invalid: AtomicBool::new(false),
+            freshness: Mutex::new(freshness),
         }
+    }
+
+    fn freshness(&self) -> Freshness {
+        *self.freshness.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether the object may be served without asking the origin.
+    pub fn is_fresh(&self) -> bool {
+        self.freshness().is_fresh()
+    }
+
+    /// The `Age` of the stored response, in whole seconds.
+    pub fn age_seconds(&self) -> u64 {
+        self.freshness().age().as_secs()
+    }
+
+    /// Records a successful revalidation.
+    pub fn refresh(&self, freshness: Freshness) {
+        *self.freshness.lock().unwrap_or_else(|p| p.into_inner()) = freshness;
     }
 
     pub fn chunk_count(&self) -> u64 {
@@ -279,6 +317,14 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn fresh() -> Freshness {
+        Freshness {
+            received: tokio::time::Instant::now(),
+            initial_age: std::time::Duration::ZERO,
+            lifetime: std::time::Duration::from_secs(60),
+        }
+    }
+
     fn meta(total: u64) -> Meta {
         Meta {
             total,
@@ -291,7 +337,7 @@ mod tests {
 
     #[test]
     fn claims_are_exclusive_and_failures_return_to_missing() {
-        let object = Object::new("/a".into(), meta(10), PathBuf::from("/x"), 4);
+        let object = Object::new("/a".into(), meta(10), PathBuf::from("/x"), 4, fresh());
         assert_eq!(object.chunk_count(), 3);
         assert_eq!(object.chunk_span(2), (8, 2));
         let fill = object.claim(1).unwrap();
@@ -306,7 +352,7 @@ mod tests {
 
     #[test]
     fn invalidated_objects_take_no_new_fills() {
-        let object = Object::new("/a".into(), meta(10), PathBuf::from("/x"), 4);
+        let object = Object::new("/a".into(), meta(10), PathBuf::from("/x"), 4, fresh());
         let fill = object.claim(0).unwrap();
         object.invalidate();
         assert_eq!(fill.progress.borrow().end, FillEnd::Failed);
@@ -325,7 +371,7 @@ mod tests {
     proptest! {
         #[test]
         fn chunks_tile_the_object(total in 1u64..10_000_000, chunk in 1u64..3_000_000) {
-            let object = Object::new("/p".into(), meta(total), PathBuf::from("/x"), chunk);
+            let object = Object::new("/p".into(), meta(total), PathBuf::from("/x"), chunk, fresh());
             let mut next = 0;
             for i in 0..object.chunk_count() {
                 let (start, len) = object.chunk_span(i);

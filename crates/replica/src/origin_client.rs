@@ -111,6 +111,30 @@ impl OriginClient {
         request.send().await
     }
 
+    /// A discovery request: bytes `first..=last`, conditional on the stale
+    /// version when there is one (`If-None-Match`, else `If-Modified-Since`),
+    /// so an unchanged object costs a 304 and no body.
+    pub async fn fetch_conditional(
+        &self,
+        key: &str,
+        (first, last): (u64, u64),
+        stale: Option<&crate::object::Meta>,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        let mut request = self
+            .client
+            .get(self.url(key))
+            .header(header::ACCEPT_ENCODING, "identity")
+            .header(header::RANGE, format!("bytes={first}-{last}"));
+        if let Some(meta) = stale {
+            if let Some(etag) = &meta.etag {
+                request = request.header(header::IF_NONE_MATCH, etag.clone());
+            } else if let Some(date) = &meta.last_modified {
+                request = request.header(header::IF_MODIFIED_SINCE, date.clone());
+            }
+        }
+        request.send().await
+    }
+
     /// Forwards a viewer's request unchanged (method, headers, body).
     pub async fn forward(
         &self,

@@ -56,6 +56,7 @@ fn respond(
     for (name, value) in &meta.headers {
         headers.append(name.clone(), value.clone());
     }
+    headers.insert(header::AGE, HeaderValue::from(object.age_seconds()));
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
 
     let status_of_range = |start: u64, end: u64| -> CacheStatus {

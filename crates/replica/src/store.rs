@@ -14,8 +14,10 @@ use std::sync::{Arc, Mutex};
 
 use http::{StatusCode, header};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::fill::{self, FillError};
+use crate::freshness::{self, Freshness};
 use crate::object::{self, ChunkFill, Meta, Object};
 use crate::origin_client::{self, OriginClient};
 
@@ -65,49 +67,91 @@ impl Store {
     /// Finds the object for `key`, discovering it from the origin if needed.
     /// `hint` is the byte the viewer wants first; discovery fetches its chunk.
     pub async fn lookup(self: &Arc<Self>, key: &str, hint: u64) -> Lookup {
-        let mut receiver = {
+        let receiver = {
             let mut index = self.index();
             match index.get(key) {
-                Some(Slot::Known(object)) if !object.is_invalid() => {
+                Some(Slot::Known(object)) if !object.is_invalid() && object.is_fresh() => {
                     return Lookup::Object(object.clone());
                 }
                 Some(Slot::Discovering(receiver)) => receiver.clone(),
-                _ => {
+                found => {
+                    // Unknown or stale: one request to the origin, which
+                    // everyone asking meanwhile waits for.
+                    let stale = match found {
+                        Some(Slot::Known(object)) if !object.is_invalid() => Some(object.clone()),
+                        _ => None,
+                    };
                     let (sender, receiver) = watch::channel(None);
                     index.insert(key.to_owned(), Slot::Discovering(receiver.clone()));
                     let store = self.clone();
                     let key = key.to_owned();
-                    tokio::spawn(async move { store.discover(key, hint, sender).await });
+                    tokio::spawn(async move { store.discover(key, hint, stale, sender).await });
                     receiver
                 }
             }
         };
-        match receiver.wait_for(Option::is_some).await {
-            Ok(found) => found.clone().unwrap_or(Lookup::OriginFailed),
-            Err(_) => Lookup::OriginFailed,
-        }
+        wait(receiver).await
     }
 
     /// Asks the origin for the chunk holding byte `hint` and learns the
-    /// object from the answer.
+    /// object from the answer. With a `stale` object the request is
+    /// conditional: a 304 makes the stored version fresh again.
     async fn discover(
         self: Arc<Self>,
         key: String,
         hint: u64,
+        stale: Option<Arc<Object>>,
         sender: watch::Sender<Option<Lookup>>,
     ) {
         let chunk = hint / self.chunk_bytes;
         let first = chunk * self.chunk_bytes;
         let last = first + self.chunk_bytes - 1;
-        let response = match self.origin.fetch(&key, Some((first, last)), None).await {
+        let conditional = stale.as_ref().map(|o| o.meta.clone());
+        let requested = Instant::now();
+        let response = match self
+            .origin
+            .fetch_conditional(&key, (first, last), conditional.as_ref())
+            .await
+        {
             Ok(response) => response,
             Err(e) => {
-                tracing::warn!(key, error = %e, "origin unreachable during discovery");
-                return self.finish_discovery(&key, &sender, Lookup::OriginFailed);
+                tracing::warn!(key, error = %e, "origin unreachable");
+                // RFC 9111 §4.2.4: a cache that cannot reach the origin may
+                // serve what it has, unless the origin forbade it.
+                let found = match stale {
+                    Some(object) if !freshness::forbids_stale(&object.meta.header_map()) => {
+                        Lookup::Object(object)
+                    }
+                    _ => Lookup::OriginFailed,
+                };
+                return self.finish_discovery(&key, &sender, found);
             }
         };
         let status = response.status();
         let headers = response.headers().clone();
+        if let Some(previous) = stale {
+            let same = previous.meta.same_version(
+                headers.get(header::ETAG),
+                headers.get(header::LAST_MODIFIED),
+            );
+            let same_length = origin_client::content_range(&headers).map(|r| r.total)
+                == Some(previous.meta.total);
+            if status == StatusCode::NOT_MODIFIED
+                || (status == StatusCode::PARTIAL_CONTENT && same && same_length)
+            {
+                // Still the same version: fresh again, chunks kept. The
+                // 304's own freshness fields win over the stored ones.
+                let mut merged = previous.meta.header_map();
+                for name in headers.keys() {
+                    merged.remove(name);
+                }
+                merged.extend(headers.clone());
+                previous.refresh(Freshness::of(&merged, requested));
+                return self.finish_discovery(&key, &sender, Lookup::Object(previous));
+            }
+            tracing::info!(key, %status, "origin has a new version: dropping the cached one");
+            self.invalidate(&previous);
+        }
         if !origin_client::storable(status, &headers) {
             tracing::debug!(key, %status, "not cacheable: passing through");
             return self.finish_discovery(&key, &sender, Lookup::Pass);
@@ -144,7 +188,10 @@ impl Store {
             headers: origin_client::replayed_headers(&headers),
             ranged,
         };
-        let object = match self.create(&key, meta).await {
+        let object = match self
+            .create(&key, meta, Freshness::of(&headers, requested))
+            .await
+        {
             Ok(object) => object,
             Err(e) => {
                 tracing::error!(key, error = %e, "cannot create the object directory");
@@ -195,7 +242,12 @@ impl Store {
         sender.send_replace(Some(found));
     }
 
-    async fn create(&self, key: &str, meta: Meta) -> std::io::Result<Arc<Object>> {
+    async fn create(
+        &self,
+        key: &str,
+        meta: Meta,
+        freshness: Freshness,
+    ) -> std::io::Result<Arc<Object>> {
         let generation = self.generation.fetch_add(1, Ordering::Relaxed);
         let dir = object::dir_for(&self.objects_dir, key, &meta, generation);
         let create = dir.clone();
@@ -205,6 +257,7 @@ impl Store {
             meta,
             dir,
             self.chunk_bytes,
+            freshness,
         )))
     }
 
@@ -350,5 +403,12 @@ impl Store {
         }
         let dir = object.dir.clone();
         tokio::spawn(fill::blocking(move || std::fs::remove_dir_all(dir)));
+    }
+}
+
+async fn wait(mut receiver: watch::Receiver<Option<Lookup>>) -> Lookup {
+    match receiver.wait_for(Option::is_some).await {
+        Ok(found) => found.clone().unwrap_or(Lookup::OriginFailed),
+        Err(_) => Lookup::OriginFailed,
     }
 }

@@ -377,3 +377,42 @@ async fn unsafe_methods_and_authorized_requests_pass_through_uncached() {
     let missing = get(&client, &format!("{}/nope.mp4", replica.url()), None).await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_objects_are_revalidated_and_origin_changes_are_picked_up() {
+    let (cluster, origin, replica) = setup(MIB, 2).await;
+    origin.set_cache_control("public, max-age=0");
+    let old = Content::Virtual {
+        len: 2 * MIB + 1,
+        seed: 10,
+    };
+    let new = Content::Virtual {
+        len: MIB + 3,
+        seed: 11,
+    };
+    origin.put("/r.mp4", old.clone());
+    let url = format!("{}/r.mp4", replica.url());
+    let client = cluster.client();
+
+    let first = get(&client, &url, None).await;
+    assert_eq!(sha256(&first.bytes().await.unwrap()), old.sha256());
+    let fetched = origin.body_bytes();
+
+    // Stale at once: the replica asks the origin, which answers 304, and the
+    // stored chunks are served without fetching them again.
+    let second = get(&client, &url, None).await;
+    assert!(second.headers().contains_key("age"));
+    assert_eq!(sha256(&second.bytes().await.unwrap()), old.sha256());
+    let last = origin.requests_for("/r.mp4").pop().unwrap();
+    assert_eq!(last.status, StatusCode::NOT_MODIFIED);
+    assert_eq!(
+        origin.body_bytes(),
+        fetched,
+        "no body bytes for a revalidation"
+    );
+
+    origin.put("/r.mp4", new.clone());
+    let third = get(&client, &url, None).await;
+    assert_eq!(third.content_length(), Some(new.len()));
+    assert_eq!(sha256(&third.bytes().await.unwrap()), new.sha256());
+}

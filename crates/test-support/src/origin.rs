@@ -120,6 +120,7 @@ struct Behaviour {
     bytes_per_second: u64,
     hold_after: Option<u64>,
     cut_after: Option<u64>,
+    cache_control: Option<String>,
 }
 
 struct OriginState {
@@ -221,6 +222,11 @@ impl TestOrigin {
         self.state.released.send_replace(true);
     }
 
+    /// The `Cache-Control` of every response (default `public, max-age=3600`).
+    pub fn set_cache_control(&self, value: &str) {
+        self.state.behaviour.lock().unwrap().cache_control = Some(value.to_owned());
+    }
+
     /// Every response is aborted after `bytes` of its body (`None`: never).
     pub fn cut_after(&self, bytes: Option<u64>) {
         self.state.behaviour.lock().unwrap().cut_after = bytes;
@@ -285,6 +291,25 @@ async fn handle(State(state): State<Arc<OriginState>>, request: Request) -> Resp
         etag: ETag::parse(&etag),
         last_modified: None,
     };
+    let cache_control = state
+        .behaviour
+        .lock()
+        .unwrap()
+        .cache_control
+        .clone()
+        .unwrap_or_else(|| "public, max-age=3600".into());
+    if conditional::evaluate(request.method(), &headers, &validators)
+        == conditional::Precondition::NotModified
+    {
+        respond(StatusCode::NOT_MODIFIED);
+        return Response::builder()
+            .status(StatusCode::NOT_MODIFIED)
+            .header(header::ETAG, etag)
+            .header(header::CACHE_CONTROL, cache_control)
+            .header(header::CONTENT_LENGTH, HeaderValue::from(len))
+            .body(Body::empty())
+            .unwrap_or_default();
+    }
     let wanted = if state.ranges.load(Ordering::SeqCst)
         && conditional::if_range_allows_partial(&headers, &validators)
     {
@@ -294,7 +319,7 @@ async fn handle(State(state): State<Arc<OriginState>>, request: Request) -> Resp
     };
     let mut response = Response::builder()
         .header(header::ETAG, etag)
-        .header(header::CACHE_CONTROL, "public, max-age=3600")
+        .header(header::CACHE_CONTROL, cache_control)
         .header(header::CONTENT_TYPE, "video/mp4");
     if state.ranges.load(Ordering::SeqCst) {
         response = response.header(header::ACCEPT_RANGES, "bytes");

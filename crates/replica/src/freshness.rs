@@ -1,0 +1,188 @@
+//! How long a stored response may be reused without asking the origin
+//! (RFC 9111 §4.2): its freshness lifetime and its age.
+//!
+//! The lifetime comes from `s-maxage`, then `max-age`, then `Expires`
+//! against `Date`; without any of them, the heuristic of RFC 9111 §4.2.2
+//! (a tenth of the time since Last-Modified, at most a day); without that,
+//! zero: the response is revalidated on every use. `no-cache` makes it zero
+//! too. The age follows §4.2.3, so time spent in other caches (`Age`) and on
+//! the way counts against the lifetime.
+
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderMap, header};
+use tokio::time::Instant;
+
+/// Longest heuristic lifetime.
+const MAX_HEURISTIC: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Debug, Clone, Copy)]
+pub struct Freshness {
+    /// When the response was received (monotonic).
+    pub received: Instant,
+    /// Its corrected initial age (RFC 9111 §4.2.3).
+    pub initial_age: Duration,
+    /// Its freshness lifetime.
+    pub lifetime: Duration,
+}
+
+impl Freshness {
+    /// Freshness of a response received now, for a request sent at `requested`.
+    pub fn of(headers: &HeaderMap, requested: Instant) -> Freshness {
+        let received = Instant::now();
+        let now = SystemTime::now();
+        let date = date(headers, header::DATE);
+        let apparent_age = date
+            .and_then(|d| now.duration_since(d).ok())
+            .unwrap_or_default();
+        let age_value = headers
+            .get(header::AGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map(Duration::from_secs)
+            .unwrap_or_default();
+        let response_delay = received.saturating_duration_since(requested);
+        Freshness {
+            received,
+            initial_age: apparent_age.max(age_value + response_delay),
+            lifetime: lifetime(headers, date.unwrap_or(now)),
+        }
+    }
+
+    pub fn age(&self) -> Duration {
+        self.initial_age + self.received.elapsed()
+    }
+
+    pub fn is_fresh(&self) -> bool {
+        self.age() < self.lifetime
+    }
+}
+
+/// The lowercase Cache-Control directives of a message, with their values.
+pub fn directives(headers: &HeaderMap) -> Vec<(String, Option<String>)> {
+    headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|d| {
+            let d = d.trim();
+            if d.is_empty() {
+                return None;
+            }
+            Some(match d.split_once('=') {
+                Some((name, value)) => (
+                    name.trim().to_ascii_lowercase(),
+                    Some(value.trim().trim_matches('"').to_owned()),
+                ),
+                None => (d.to_ascii_lowercase(), None),
+            })
+        })
+        .collect()
+}
+
+fn seconds(value: &Option<String>) -> Option<Duration> {
+    value
+        .as_deref()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// The freshness lifetime of a response whose Date is `date`.
+pub fn lifetime(headers: &HeaderMap, date: SystemTime) -> Duration {
+    let directives = directives(headers);
+    let find = |name: &str| directives.iter().find(|(n, _)| n == name);
+    if find("no-cache").is_some_and(|(_, v)| v.is_none()) {
+        return Duration::ZERO;
+    }
+    if let Some((_, value)) = find("s-maxage") {
+        return seconds(value).unwrap_or_default();
+    }
+    if let Some((_, value)) = find("max-age") {
+        return seconds(value).unwrap_or_default();
+    }
+    if headers.contains_key(header::EXPIRES) {
+        // An invalid Expires means "already expired" (RFC 9111 §5.3).
+        return self::date(headers, header::EXPIRES)
+            .and_then(|expires| expires.duration_since(date).ok())
+            .unwrap_or_default();
+    }
+    match self::date(headers, header::LAST_MODIFIED) {
+        Some(modified) => date
+            .duration_since(modified)
+            .map(|since| (since / 10).min(MAX_HEURISTIC))
+            .unwrap_or_default(),
+        None => Duration::ZERO,
+    }
+}
+
+/// Whether the origin forbids serving this response stale, even when it
+/// cannot be reached (RFC 9111 §4.2.4, §5.2.2.2, §5.2.2.8).
+pub fn forbids_stale(headers: &HeaderMap) -> bool {
+    directives(headers).iter().any(|(n, _)| {
+        n == "must-revalidate" || n == "proxy-revalidate" || n == "no-cache" || n == "s-maxage"
+    })
+}
+
+fn date(headers: &HeaderMap, name: header::HeaderName) -> Option<SystemTime> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| httpdate::parse_http_date(s).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        map
+    }
+
+    fn http_date(t: SystemTime) -> String {
+        httpdate::fmt_http_date(t)
+    }
+
+    #[test]
+    fn shared_max_age_wins() {
+        let now = SystemTime::now();
+        let h = headers(&[("cache-control", "max-age=10, s-maxage=100")]);
+        assert_eq!(lifetime(&h, now), Duration::from_secs(100));
+        let h = headers(&[("cache-control", "public, max-age=60")]);
+        assert_eq!(lifetime(&h, now), Duration::from_secs(60));
+        let h = headers(&[("cache-control", "max-age=60, no-cache")]);
+        assert_eq!(lifetime(&h, now), Duration::ZERO);
+    }
+
+    #[test]
+    fn expires_counts_from_date_and_invalid_means_expired() {
+        let now = SystemTime::now();
+        let later = http_date(now + Duration::from_secs(300));
+        let h = headers(&[("expires", &later)]);
+        let got = lifetime(&h, now);
+        assert!(got > Duration::from_secs(298) && got <= Duration::from_secs(300));
+        assert_eq!(lifetime(&headers(&[("expires", "0")]), now), Duration::ZERO);
+    }
+
+    #[test]
+    fn heuristic_needs_last_modified() {
+        let now = SystemTime::now();
+        let modified = http_date(now - Duration::from_secs(1000));
+        let got = lifetime(&headers(&[("last-modified", &modified)]), now);
+        assert!(got >= Duration::from_secs(99) && got <= Duration::from_secs(101));
+        assert_eq!(lifetime(&headers(&[]), now), Duration::ZERO);
+    }
+
+    #[test]
+    fn age_header_counts_against_the_lifetime() {
+        let h = headers(&[("cache-control", "max-age=60"), ("age", "100")]);
+        assert!(!Freshness::of(&h, Instant::now()).is_fresh());
+        let h = headers(&[("cache-control", "max-age=60"), ("age", "10")]);
+        assert!(Freshness::of(&h, Instant::now()).is_fresh());
+    }
+}
