@@ -91,7 +91,7 @@ impl Default for Limits {
             h2_max_concurrent_streams: 256,
             h2_stream_window_bytes: 4 * 1024 * 1024,
             h2_connection_window_bytes: 16 * 1024 * 1024,
-            h2_max_send_buffer_bytes: 1024 * 1024,
+            h2_max_send_buffer_bytes: 256 * 1024,
             cors_allowed_origins: vec!["*".into()],
         }
     }

@@ -67,7 +67,7 @@ impl Default for Config {
             origin: "https://localhost:8080".into(),
             origin_ca_file: None,
             cache_dir: PathBuf::from("cache"),
-            chunk_bytes: 2 * 1024 * 1024,
+            chunk_bytes: 1024 * 1024,
             read_ahead_chunks: 4,
             read_block_bytes: 64 * 1024,
             origin_connect_timeout_ms: 5_000,

@@ -135,6 +135,8 @@ struct OriginState {
     log: Mutex<Vec<Logged>>,
     requests: watch::Sender<usize>,
     body_bytes: AtomicU64,
+    /// When the rate-limited link is next free.
+    link_free_at: Mutex<tokio::time::Instant>,
 }
 
 /// A running test origin.
@@ -163,6 +165,7 @@ impl TestOrigin {
             log: Mutex::default(),
             requests: watch::channel(0).0,
             body_bytes: AtomicU64::new(0),
+            link_free_at: Mutex::new(tokio::time::Instant::now()),
         });
         let router = Router::new().fallback(handle).with_state(state.clone());
         let config = serving.at(SocketAddr::from(([127, 0, 0, 1], 0)));
@@ -205,7 +208,8 @@ impl TestOrigin {
         self.state.behaviour.lock().unwrap().first_byte_delay = delay;
     }
 
-    /// Limits every response to about this many bytes per second (0: no limit).
+    /// Limits the origin's link to about this many bytes per second, shared
+    /// by all responses like a real uplink (0: no limit).
     pub fn set_rate(&self, bytes_per_second: u64) {
         self.state.behaviour.lock().unwrap().bytes_per_second = bytes_per_second;
     }
@@ -410,8 +414,14 @@ fn body(state: Arc<OriginState>, content: Content, start: u64, count: u64) -> Bo
             sent += n;
             state.body_bytes.fetch_add(n, Ordering::SeqCst);
             if bytes_per_second > 0 {
-                tokio::time::sleep(Duration::from_secs_f64(n as f64 / bytes_per_second as f64))
-                    .await;
+                let cost = Duration::from_secs_f64(n as f64 / bytes_per_second as f64);
+                let at = {
+                    let mut link = state.link_free_at.lock().unwrap();
+                    let at = (*link).max(tokio::time::Instant::now());
+                    *link = at + cost;
+                    at + cost
+                };
+                tokio::time::sleep_until(at).await;
             }
         }
     });

@@ -83,7 +83,7 @@ impl ReplicaProcess {
                 return;
             }
             // Keep draining so the child never blocks on a full pipe.
-            for _ in lines {}
+            lines.for_each(drop);
         });
         process.port = match tokio::time::timeout(READY_GUARD, port).await {
             Ok(Ok(Ok(port))) => port,
