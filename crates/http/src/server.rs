@@ -263,9 +263,10 @@ impl Server {
             .initial_connection_window_size(limits.h2_connection_window_bytes)
             .max_send_buf_size(limits.h2_max_send_buffer_bytes as usize)
             .max_concurrent_streams(limits.h2_max_concurrent_streams)
-            .max_header_list_size(limits.max_header_bytes)
-            .keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(20));
+            .max_header_list_size(limits.max_header_bytes);
+        // No HTTP/2 keep-alive pings: their bytes would count as activity
+        // and keep idle connections open forever. The idle timeout closes
+        // connections that move nothing, dead peers included.
         builder
     }
 }
