@@ -15,7 +15,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 
+use http::{StatusCode, header};
+
 use crate::object::{ChunkFill, Object};
+use crate::origin_client;
+use crate::stats::Stats;
+use crate::store::Store;
 
 /// Why a run stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -32,10 +37,160 @@ pub enum FillError {
     Io(#[from] io::Error),
 }
 
-/// Writes `body`, which starts at the first byte of chunk `first`, into the
-/// chunks `first..first + claimed.len()`. `claimed[i]` is the fill of chunk
-/// `first + i`, or `None` to read past it.
-pub async fn write_run<S>(
+impl Store {
+    /// Makes sure chunks `first..=last` are ready or filling, starting fills
+    /// for the missing ones. Consecutive missing chunks share one origin
+    /// request, so a sequential fill pays the origin's first-byte latency
+    /// once per run, not once per chunk.
+    pub fn fill(self: &Arc<Self>, object: &Arc<Object>, first: u64, last: u64) {
+        if object.chunk_count() == 0 || object.is_invalid() {
+            return;
+        }
+        let last = last.min(object.chunk_count() - 1);
+        if !object.meta.ranged {
+            // Whole-object origins refill every missing chunk in one response.
+            let claimed: Vec<_> = (0..object.chunk_count()).map(|c| object.claim(c)).collect();
+            if claimed.iter().any(Option::is_some) {
+                self.spawn_run(object.clone(), 0, claimed, false);
+            }
+            return;
+        }
+        let mut run: Option<(u64, Vec<Option<Arc<ChunkFill>>>)> = None;
+        for index in first..=last {
+            match object.claim(index) {
+                Some(fill) => match &mut run {
+                    Some((_, claimed)) => claimed.push(Some(fill)),
+                    None => run = Some((index, vec![Some(fill)])),
+                },
+                None => {
+                    if let Some((start, claimed)) = run.take() {
+                        self.spawn_run(object.clone(), start, claimed, true);
+                    }
+                }
+            }
+        }
+        if let Some((start, claimed)) = run {
+            self.spawn_run(object.clone(), start, claimed, true);
+        }
+    }
+
+    fn spawn_run(
+        self: &Arc<Self>,
+        object: Arc<Object>,
+        first: u64,
+        claimed: Vec<Option<Arc<ChunkFill>>>,
+        ranged: bool,
+    ) {
+        let store = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.run(&object, first, &claimed, ranged).await {
+                tracing::warn!(key = object.key, first, chunks = claimed.len(), error = %e, "fill failed");
+            }
+        });
+    }
+
+    async fn run(
+        &self,
+        object: &Arc<Object>,
+        first: u64,
+        claimed: &[Option<Arc<ChunkFill>>],
+        ranged: bool,
+    ) -> Result<(), FillError> {
+        let last = first + claimed.len() as u64 - 1;
+        let (start, _) = object.chunk_span(first);
+        let (last_start, last_len) = object.chunk_span(last);
+        let end = last_start + last_len - 1;
+        let range = ranged.then_some((start, end));
+        let if_range = object.meta.if_range();
+        self.stats.origin_requests.inc();
+        let response = match self
+            .origin
+            .fetch(&object.key, range, if_range.as_ref())
+            .await
+        {
+            Ok(response) => response,
+            Err(e) => {
+                fail_all(object, first, claimed);
+                return Err(e.into());
+            }
+        };
+        if let Err(e) = self.check(object, &response, range) {
+            fail_all(object, first, claimed);
+            if matches!(e, FillError::Mismatch(_)) {
+                tracing::info!(
+                    key = object.key,
+                    "origin's object changed: dropping the cached version"
+                );
+                self.invalidate(object);
+            }
+            return Err(e);
+        }
+        self.write_run(object, first, claimed, response.bytes_stream())
+            .await
+    }
+
+    /// Checks that a fill response carries exactly the asked bytes of the
+    /// cached version.
+    fn check(
+        &self,
+        object: &Object,
+        response: &reqwest::Response,
+        range: Option<(u64, u64)>,
+    ) -> Result<(), FillError> {
+        let headers = response.headers();
+        let same = object.meta.same_version(
+            headers.get(header::ETAG),
+            headers.get(header::LAST_MODIFIED),
+        );
+        match (response.status(), range) {
+            (StatusCode::PARTIAL_CONTENT, Some((start, end))) => {
+                let expected = origin_client::ContentRange {
+                    first: start,
+                    last: end,
+                    total: object.meta.total,
+                };
+                if origin_client::content_range(headers) != Some(expected) {
+                    return Err(FillError::Mismatch("Content-Range differs".into()));
+                }
+                if !same {
+                    return Err(FillError::Mismatch("validator differs".into()));
+                }
+                Ok(())
+            }
+            // If-Range failed: the origin sends the whole new version.
+            (StatusCode::OK, Some(_)) => Err(FillError::Mismatch("If-Range did not match".into())),
+            (StatusCode::OK, None) => {
+                if origin_client::content_length(headers) != Some(object.meta.total) || !same {
+                    return Err(FillError::Mismatch("length or validator differs".into()));
+                }
+                Ok(())
+            }
+            (status, _) => Err(FillError::Status(status)),
+        }
+    }
+
+    /// Writes `body`, which starts at the first byte of chunk `first`, into
+    /// the chunks `first..first + claimed.len()`. `claimed[i]` is the fill of
+    /// chunk `first + i`, or `None` to read past it.
+    pub(crate) async fn write_run<S>(
+        &self,
+        object: &Arc<Object>,
+        first: u64,
+        claimed: &[Option<Arc<ChunkFill>>],
+        body: S,
+    ) -> Result<(), FillError>
+    where
+        S: Stream<Item = Result<Bytes, reqwest::Error>> + Unpin,
+    {
+        self.stats.fills_in_progress.inc();
+        let result = write_run(self, object, first, claimed, body).await;
+        self.stats.fills_in_progress.dec();
+        result
+    }
+}
+
+async fn write_run<S>(
+    store: &Store,
     object: &Arc<Object>,
     first: u64,
     claimed: &[Option<Arc<ChunkFill>>],
@@ -45,12 +200,15 @@ where
     S: Stream<Item = Result<Bytes, reqwest::Error>> + Unpin,
 {
     let mut pending = Bytes::new();
+    let stats = &store.stats;
     for (offset, fill) in claimed.iter().enumerate() {
         let index = first + offset as u64;
         let (_, len) = object.chunk_span(index);
         let result = match fill {
-            Some(fill) => write_chunk(object, index, fill, len, &mut body, &mut pending).await,
-            None => skip(len, &mut body, &mut pending).await,
+            Some(fill) => {
+                write_chunk(store, object, index, fill, len, &mut body, &mut pending).await
+            }
+            None => skip(stats, len, &mut body, &mut pending).await,
         };
         if let Err(e) = result {
             for (later, fill) in claimed.iter().enumerate().skip(offset) {
@@ -67,7 +225,7 @@ where
 }
 
 /// Fails every claimed chunk of a run that never got a usable response.
-pub fn fail_all(object: &Object, first: u64, claimed: &[Option<Arc<ChunkFill>>]) {
+pub(crate) fn fail_all(object: &Object, first: u64, claimed: &[Option<Arc<ChunkFill>>]) {
     for (offset, fill) in claimed.iter().enumerate() {
         if let Some(fill) = fill {
             object.fail(first + offset as u64, fill);
@@ -76,6 +234,7 @@ pub fn fail_all(object: &Object, first: u64, claimed: &[Option<Arc<ChunkFill>>])
 }
 
 async fn write_chunk<S>(
+    store: &Store,
     object: &Arc<Object>,
     index: u64,
     fill: &Arc<ChunkFill>,
@@ -105,7 +264,7 @@ where
 
     let mut written = 0u64;
     while written < len {
-        let bytes = next_bytes(body, pending, len - written).await?;
+        let bytes = next_bytes(&store.stats, body, pending, len - written).await?;
         let n = bytes.len() as u64;
         let at = written;
         let target = file.clone();
@@ -124,28 +283,43 @@ where
         return Err(FillError::Mismatch("object was invalidated".into()));
     }
     object.complete(index, fill);
+    store.stats.chunks_filled.inc();
+    store.admit(object, index, len);
     Ok(())
 }
 
-async fn skip<S>(len: u64, body: &mut S, pending: &mut Bytes) -> Result<(), FillError>
+async fn skip<S>(
+    stats: &Stats,
+    len: u64,
+    body: &mut S,
+    pending: &mut Bytes,
+) -> Result<(), FillError>
 where
     S: Stream<Item = Result<Bytes, reqwest::Error>> + Unpin,
 {
     let mut skipped = 0;
     while skipped < len {
-        skipped += next_bytes(body, pending, len - skipped).await?.len() as u64;
+        skipped += next_bytes(stats, body, pending, len - skipped).await?.len() as u64;
     }
     Ok(())
 }
 
 /// Up to `max` (> 0) bytes of the body, as soon as any are there.
-async fn next_bytes<S>(body: &mut S, pending: &mut Bytes, max: u64) -> Result<Bytes, FillError>
+async fn next_bytes<S>(
+    stats: &Stats,
+    body: &mut S,
+    pending: &mut Bytes,
+    max: u64,
+) -> Result<Bytes, FillError>
 where
     S: Stream<Item = Result<Bytes, reqwest::Error>> + Unpin,
 {
     while pending.is_empty() {
         match body.next().await {
-            Some(Ok(bytes)) => *pending = bytes,
+            Some(Ok(bytes)) => {
+                stats.origin_bytes.inc_by(bytes.len() as u64);
+                *pending = bytes;
+            }
             Some(Err(e)) => return Err(FillError::Origin(e)),
             None => return Err(FillError::Short { missing: max }),
         }

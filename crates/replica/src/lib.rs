@@ -15,13 +15,19 @@
 //! - [`origin_client`]: requests to the origin and checks of its answers.
 //! - [`cache_status`]: `X-Cache` / `Cache-Status` for responses and logs.
 
+pub mod admin;
+mod background;
 pub mod cache_status;
+pub mod discovery;
+pub mod disk;
+pub mod eviction;
 pub mod fill;
 pub mod freshness;
 pub mod object;
 pub mod origin_client;
 pub mod reader;
 pub mod respond;
+pub mod stats;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -30,7 +36,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Deserialize;
 use vcdn_http::{CancellationToken, Server, Serving};
 
@@ -46,8 +52,24 @@ pub struct Config {
     pub origin: String,
     /// CA certificates (PEM) trusted for the origin's TLS certificate.
     pub origin_ca_file: Option<PathBuf>,
-    /// Folder of the disk cache. Its `objects/` is emptied on start.
+    /// Folder of the disk cache; what it holds survives restarts.
     pub cache_dir: PathBuf,
+    /// Most bytes of chunks kept on disk (chunks being written come on top).
+    pub cache_max_bytes: u64,
+    /// Below this much free disk nothing new is stored: requests for what
+    /// is not cached pass through to the origin instead.
+    pub min_free_disk_bytes: u64,
+    /// `s3-fifo` (scan-resistant, the default) or `lru`.
+    pub eviction: eviction::Policy,
+    /// Bearer token of the admin API; the API is off without one.
+    pub admin_token: Option<String>,
+    /// The controller to announce this replica to every second.
+    pub controller: Option<String>,
+    /// Bearer token for the controller's heartbeat endpoint.
+    pub controller_token: Option<String>,
+    /// This replica's URL as viewers reach it, sent in heartbeats;
+    /// `https://localhost:<port>` by default.
+    pub public_url: Option<String>,
     /// Size of the chunks objects are stored and fetched in.
     pub chunk_bytes: u64,
     /// Chunks fetched ahead of a sequential viewer, within its range.
@@ -67,6 +89,13 @@ impl Default for Config {
             origin: "https://localhost:8080".into(),
             origin_ca_file: None,
             cache_dir: PathBuf::from("cache"),
+            cache_max_bytes: 10 * 1024 * 1024 * 1024,
+            min_free_disk_bytes: 1024 * 1024 * 1024,
+            eviction: eviction::Policy::S3Fifo,
+            admin_token: None,
+            controller: None,
+            controller_token: None,
+            public_url: None,
             chunk_bytes: 1024 * 1024,
             read_ahead_chunks: 4,
             read_block_bytes: 64 * 1024,
@@ -91,6 +120,18 @@ impl Config {
         if self.read_block_bytes == 0 || self.read_block_bytes > 16 * 1024 * 1024 {
             return Err(Error::Config(
                 "replica.read_block_bytes must be between 1 and 16 MiB".into(),
+            ));
+        }
+        if self.cache_max_bytes < self.chunk_bytes {
+            return Err(Error::Config(
+                "replica.cache_max_bytes must hold at least one chunk".into(),
+            ));
+        }
+        if let Some(url) = &self.controller
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(Error::Config(
+                "replica.controller must be an http(s):// URL".into(),
             ));
         }
         if self.origin_connect_timeout_ms == 0 || self.origin_read_timeout_ms == 0 {
@@ -122,6 +163,8 @@ pub(crate) struct Shared {
     name: OnceLock<String>,
     store: Arc<store::Store>,
     pump: reader::Pump,
+    admin_token: Option<String>,
+    jobs: admin::Jobs,
 }
 
 impl Shared {
@@ -134,19 +177,48 @@ impl Shared {
 pub struct Replica {
     server: Server,
     name: String,
+    shared: Arc<Shared>,
+    config: Config,
 }
 
-/// Prepares the cache folder and binds the replica's listener.
+/// Opens the cache (rebuilding its index from disk) and binds the
+/// replica's listener.
 pub async fn build(config: &Config, serving: &Serving) -> Result<Replica, Error> {
     config.validate()?;
-    let objects_dir = prepare_cache_dir(&config.cache_dir)?;
     let origin = origin_client::OriginClient::new(
         &config.origin,
         config.origin_ca_file.as_deref(),
         Duration::from_millis(config.origin_connect_timeout_ms),
         Duration::from_millis(config.origin_read_timeout_ms),
     )?;
-    let store = Arc::new(store::Store::new(objects_dir, config.chunk_bytes, origin));
+    let stats = Arc::new(stats::Stats::new());
+    let open = {
+        let (dir, chunk, max, policy) = (
+            config.cache_dir.clone(),
+            config.chunk_bytes,
+            config.cache_max_bytes,
+            config.eviction,
+        );
+        let stats = stats.clone();
+        tokio::task::spawn_blocking(move || {
+            store::Store::open(dir, chunk, max, policy, origin, stats)
+        })
+    };
+    let store = match open.await {
+        Ok(Ok(store)) => Arc::new(store),
+        Ok(Err(source)) => {
+            return Err(Error::CacheDir {
+                path: config.cache_dir.clone(),
+                source,
+            });
+        }
+        Err(e) => {
+            return Err(Error::CacheDir {
+                path: config.cache_dir.clone(),
+                source: std::io::Error::other(e),
+            });
+        }
+    };
     let shared = Arc::new(Shared {
         name: OnceLock::new(),
         pump: reader::Pump {
@@ -155,9 +227,23 @@ pub async fn build(config: &Config, serving: &Serving) -> Result<Replica, Error>
             read_ahead_chunks: config.read_ahead_chunks,
         },
         store,
+        admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
+        jobs: admin::Jobs::default(),
     });
+    let admin = Router::new()
+        .route("/admin/purge", post(admin::purge))
+        .route("/admin/prefetch", post(admin::prefetch))
+        .route("/admin/prefetch/{id}", get(admin::prefetch_progress))
+        .route("/admin/cache", get(admin::list))
+        .fallback(|| async { (http::StatusCode::NOT_FOUND, "not found\n") })
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            admin::authorize,
+        ));
     let router = Router::new()
-        .route("/healthz", get(|| async { vcdn_http::healthz("replica") }))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .nest("/admin", admin)
         .fallback(respond::handler)
         .with_state(shared.clone());
     let server = Server::bind(
@@ -172,42 +258,44 @@ pub async fn build(config: &Config, serving: &Serving) -> Result<Replica, Error>
         .clone()
         .unwrap_or_else(|| format!("vcdn-{}", server.local_addr().port()));
     let _ = shared.name.set(name.clone());
-    Ok(Replica { server, name })
+    Ok(Replica {
+        server,
+        name,
+        shared,
+        config: config.clone(),
+    })
 }
 
-/// Empties the cache's `objects/` folder: a chunk left by an earlier run
-/// is not trusted until the index can be rebuilt from verified metadata.
-fn prepare_cache_dir(cache_dir: &std::path::Path) -> Result<PathBuf, Error> {
-    let io = |source| Error::CacheDir {
-        path: cache_dir.to_owned(),
-        source,
-    };
-    std::fs::create_dir_all(cache_dir).map_err(io)?;
-    let objects = cache_dir.join("objects");
-    if objects.exists() {
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let trash = cache_dir.join(format!("trash-{stamp}"));
-        std::fs::rename(&objects, &trash).map_err(io)?;
+async fn healthz(
+    axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut body = serde_json::json!({
+        "status": "ok",
+        "role": "replica",
+        "name": shared.name(),
+    });
+    if let (Some(map), Ok(serde_json::Value::Object(load))) = (
+        body.as_object_mut(),
+        serde_json::to_value(shared.store.stats().load()),
+    ) {
+        map.extend(load);
     }
-    // Remove earlier runs' leftovers in the background: a big cache takes a
-    // while to delete and the replica can serve meanwhile.
-    let leftovers: Vec<PathBuf> = std::fs::read_dir(cache_dir)
-        .map_err(io)?
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("trash-"))
-        .map(|e| e.path())
-        .collect();
-    if !leftovers.is_empty() {
-        std::thread::spawn(move || {
-            for dir in leftovers {
-                let _ = std::fs::remove_dir_all(dir);
-            }
-        });
-    }
-    std::fs::create_dir_all(&objects).map_err(io)?;
-    Ok(objects)
+    axum::Json(body).into_response()
+}
+
+async fn metrics(
+    axum::extract::State(shared): axum::extract::State<Arc<Shared>>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        shared.store.stats().encode(),
+    )
+        .into_response()
 }
 
 impl Replica {
@@ -219,7 +307,22 @@ impl Replica {
         &self.name
     }
 
+    /// Serves until `shutdown`, with the background work of a replica:
+    /// per-second rates, the free-disk guard and the controller heartbeat.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
-        Ok(self.server.run(shutdown).await?)
+        let url =
+            self.config.public_url.clone().unwrap_or_else(|| {
+                format!("https://localhost:{}", self.server.local_addr().port())
+            });
+        let background = tokio::spawn(background::run(
+            self.shared.store.clone(),
+            self.config.clone(),
+            self.name.clone(),
+            url,
+            shutdown.clone(),
+        ));
+        let result = self.server.run(shutdown).await;
+        background.abort();
+        Ok(result?)
     }
 }

@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use http::{HeaderName, HeaderValue};
@@ -146,6 +146,8 @@ pub enum Chunk {
 /// One version of one URL in the cache.
 #[derive(Debug)]
 pub struct Object {
+    /// Unique in this process; names the object's chunks to the evictor.
+    pub id: u64,
     pub key: String,
     pub meta: Meta,
     pub dir: PathBuf,
@@ -153,10 +155,13 @@ pub struct Object {
     chunks: Mutex<Vec<Chunk>>,
     invalid: AtomicBool,
     freshness: Mutex<Freshness>,
+    /// Unix seconds of the last read, for the admin listing.
+    last_access: AtomicU64,
 }
 
 impl Object {
     pub fn new(
+        id: u64,
         key: String,
         meta: Meta,
         dir: PathBuf,
@@ -165,6 +170,7 @@ impl Object {
     ) -> Object {
         let count = chunk_count(meta.total, chunk_bytes);
         Object {
+            id,
             key,
             meta,
             dir,
@@ -172,6 +178,24 @@ impl Object {
             chunks: Mutex::new(vec![Chunk::Missing; count as usize]),
             invalid: AtomicBool::new(false),
             freshness: Mutex::new(freshness),
+            last_access: AtomicU64::new(unix_now()),
+        }
+    }
+
+    /// Records a read, for the admin listing.
+    pub fn touch(&self) {
+        self.last_access.store(unix_now(), Ordering::Relaxed);
+    }
+
+    /// Unix seconds of the last read.
+    pub fn last_access(&self) -> u64 {
+        self.last_access.load(Ordering::Relaxed)
+    }
+
+    /// Marks a chunk found complete on disk at start as ready.
+    pub fn mark_ready(&self, index: u64) {
+        if let Some(chunk) = self.lock().get_mut(index as usize) {
+            *chunk = Chunk::Ready;
         }
     }
 
@@ -228,10 +252,12 @@ impl Object {
     /// Claims a missing chunk for a new fill; `None` if it is filling or
     /// ready already (or the object was invalidated).
     pub fn claim(&self, index: u64) -> Option<Arc<ChunkFill>> {
+        let mut chunks = self.lock();
+        // Checked under the lock: `invalidate` and `retire_if_idle` set the
+        // flag under it too, so no claim slips in after them.
         if self.is_invalid() {
             return None;
         }
-        let mut chunks = self.lock();
         match chunks[index as usize] {
             Chunk::Missing => {
                 let fill = ChunkFill::new();
@@ -261,19 +287,52 @@ impl Object {
         fill.fail();
     }
 
-    /// Returns a ready chunk whose file disappeared to missing.
-    pub fn lost(&self, index: u64) {
+    /// Returns a ready chunk to missing (evicted, or its file disappeared).
+    /// True if it was ready.
+    pub fn lost(&self, index: u64) -> bool {
         let mut chunks = self.lock();
         if matches!(chunks[index as usize], Chunk::Ready) {
             chunks[index as usize] = Chunk::Missing;
+            return true;
         }
+        false
+    }
+
+    /// Retires an object none of whose chunks is ready or filling: it takes
+    /// no new fills after this. True if retired.
+    pub fn retire_if_idle(&self) -> bool {
+        let chunks = self.lock();
+        if chunks.iter().all(|c| matches!(c, Chunk::Missing)) {
+            self.invalid.store(true, Ordering::SeqCst);
+            return true;
+        }
+        false
+    }
+
+    /// Indexes of the ready chunks.
+    pub fn ready_indexes(&self) -> Vec<u64> {
+        self.lock()
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| matches!(c, Chunk::Ready))
+            .map(|(i, _)| i as u64)
+            .collect()
+    }
+
+    /// Bytes of the ready chunks.
+    pub fn ready_bytes(&self) -> u64 {
+        self.ready_indexes()
+            .iter()
+            .map(|&i| self.chunk_span(i).1)
+            .sum()
     }
 
     /// Marks the object as no longer the origin's current version. Fills in
     /// flight are failed, so no viewer receives another byte of it from them.
     pub fn invalidate(&self) {
+        let chunks = self.lock();
         self.invalid.store(true, Ordering::SeqCst);
-        for chunk in self.lock().iter() {
+        for chunk in chunks.iter() {
             if let Chunk::Filling(fill) = chunk {
                 fill.fail();
             }
@@ -293,6 +352,12 @@ impl Object {
     }
 }
 
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Number of chunks of an object of `total` bytes.
 pub fn chunk_count(total: u64, chunk_bytes: u64) -> u64 {
     total.div_ceil(chunk_bytes)
@@ -304,12 +369,12 @@ pub fn chunks_covering(start: u64, end: u64, chunk_bytes: u64) -> std::ops::Rang
 }
 
 /// The object directory for a key and version under `root`.
-pub fn dir_for(root: &Path, key: &str, meta: &Meta, generation: u64) -> PathBuf {
+pub fn dir_for(root: &Path, key: &str, meta: &Meta, stamp: &str) -> PathBuf {
     use twox_hash::XxHash3_64;
     let key_hash = XxHash3_64::oneshot(key.as_bytes());
     let version_hash = XxHash3_64::oneshot(meta.version_tag().as_bytes());
     root.join(format!("{:02x}", key_hash >> 56))
-        .join(format!("{key_hash:016x}-{version_hash:016x}-{generation}"))
+        .join(format!("{key_hash:016x}-{version_hash:016x}-{stamp}"))
 }
 
 #[cfg(test)]
@@ -337,7 +402,7 @@ mod tests {
 
     #[test]
     fn claims_are_exclusive_and_failures_return_to_missing() {
-        let object = Object::new("/a".into(), meta(10), PathBuf::from("/x"), 4, fresh());
+        let object = Object::new(1, "/a".into(), meta(10), PathBuf::from("/x"), 4, fresh());
         assert_eq!(object.chunk_count(), 3);
         assert_eq!(object.chunk_span(2), (8, 2));
         let fill = object.claim(1).unwrap();
@@ -352,7 +417,7 @@ mod tests {
 
     #[test]
     fn invalidated_objects_take_no_new_fills() {
-        let object = Object::new("/a".into(), meta(10), PathBuf::from("/x"), 4, fresh());
+        let object = Object::new(1, "/a".into(), meta(10), PathBuf::from("/x"), 4, fresh());
         let fill = object.claim(0).unwrap();
         object.invalidate();
         assert_eq!(fill.progress.borrow().end, FillEnd::Failed);
@@ -371,7 +436,7 @@ mod tests {
     proptest! {
         #[test]
         fn chunks_tile_the_object(total in 1u64..10_000_000, chunk in 1u64..3_000_000) {
-            let object = Object::new("/p".into(), meta(total), PathBuf::from("/x"), chunk, fresh());
+            let object = Object::new(1, "/p".into(), meta(total), PathBuf::from("/x"), chunk, fresh());
             let mut next = 0;
             for i in 0..object.chunk_count() {
                 let (start, len) = object.chunk_span(i);

@@ -35,6 +35,7 @@ impl Pump {
         let (sender, receiver) = mpsc::channel::<io::Result<Bytes>>(2);
         let pump = self.clone();
         tokio::spawn(async move {
+            let _active = crate::stats::StreamGuard::new(pump.store.stats());
             if let Err(e) = pump.run(&object, start, end, &sender).await {
                 tracing::warn!(key = object.key, start, end, error = %e, "aborting a response");
                 let _ = sender.send(Err(e)).await;
@@ -95,6 +96,7 @@ impl Pump {
             }
             match object.state(index) {
                 Chunk::Ready => {
+                    self.store.touch(object, index);
                     let path = object.chunk_path(index);
                     match blocking(move || std::fs::File::open(path)).await {
                         Ok(file) => return self.send_file(Arc::new(file), from, to, sender).await,
@@ -122,7 +124,7 @@ impl Pump {
         while from < to {
             let bytes = self.read(&file, from, to).await?;
             from += bytes.len() as u64;
-            if sender.send(Ok(bytes)).await.is_err() {
+            if !self.send(sender, bytes).await {
                 return Ok(false);
             }
         }
@@ -151,7 +153,7 @@ impl Pump {
                     .ok_or_else(|| io::Error::other("fill published bytes before its file"))?;
                 let bytes = self.read(&file, from, to.min(now.written)).await?;
                 from += bytes.len() as u64;
-                if sender.send(Ok(bytes)).await.is_err() {
+                if !self.send(sender, bytes).await {
                     return Ok(false);
                 }
                 continue;
@@ -164,6 +166,16 @@ impl Pump {
             }
         }
         Ok(true)
+    }
+
+    /// Sends a block to the viewer; false if the viewer has gone.
+    async fn send(&self, sender: &mpsc::Sender<io::Result<Bytes>>, bytes: Bytes) -> bool {
+        let len = bytes.len() as u64;
+        let sent = sender.send(Ok(bytes)).await.is_ok();
+        if sent {
+            self.store.stats().bytes_served.inc_by(len);
+        }
+        sent
     }
 
     /// Reads at most one block of `from..to`.

@@ -40,16 +40,21 @@ pub(crate) async fn handler(
             return response;
         }
     };
-    respond(&replica, &object, &method, request.headers())
+    match respond(&replica, &object, &method, request.headers()) {
+        Some(response) => response,
+        None => pass(&replica, request).await,
+    }
 }
 
-/// Answers a GET or HEAD from a (possibly still filling) object.
+/// Answers a GET or HEAD from a (possibly still filling) object; `None`
+/// when the request should pass through instead (the disk is nearly full
+/// and the range is not all cached).
 fn respond(
     replica: &crate::Shared,
     object: &Arc<Object>,
     method: &Method,
     request: &HeaderMap,
-) -> Response {
+) -> Option<Response> {
     let meta = &object.meta;
     let validators = meta.validators();
     let mut headers = HeaderMap::new();
@@ -76,22 +81,22 @@ fn respond(
         Precondition::NotModified => {
             // RFC 9110 §8.6: a 304 may only announce the length a 200 would.
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from(meta.total));
-            return finish(
+            return Some(finish(
                 replica,
                 StatusCode::NOT_MODIFIED,
                 headers,
                 CacheStatus::Hit,
                 Body::empty(),
-            );
+            ));
         }
         Precondition::Failed => {
-            return finish(
+            return Some(finish(
                 replica,
                 StatusCode::PRECONDITION_FAILED,
                 headers,
                 CacheStatus::Hit,
                 Body::empty(),
-            );
+            ));
         }
     }
 
@@ -113,26 +118,41 @@ fn respond(
                 range::unsatisfied_content_range(total),
             );
             headers.remove(header::CONTENT_TYPE);
-            return finish(
+            return Some(finish(
                 replica,
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 headers,
                 CacheStatus::Hit,
                 Body::empty(),
-            );
+            ));
         }
     };
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     if len == 0 {
-        return finish(replica, status, headers, CacheStatus::Hit, Body::empty());
+        return Some(finish(
+            replica,
+            status,
+            headers,
+            CacheStatus::Hit,
+            Body::empty(),
+        ));
     }
     let end = start + len - 1;
     let cache_status = status_of_range(start, end);
+    if cache_status != CacheStatus::Hit && replica.store.is_low_disk() && method == Method::GET {
+        return None;
+    }
     if method == Method::HEAD {
-        return finish(replica, status, headers, cache_status, Body::empty());
+        return Some(finish(
+            replica,
+            status,
+            headers,
+            cache_status,
+            Body::empty(),
+        ));
     }
     let body = replica.pump.body(object.clone(), start, end);
-    finish(replica, status, headers, cache_status, body)
+    Some(finish(replica, status, headers, cache_status, body))
 }
 
 fn finish(
@@ -143,6 +163,7 @@ fn finish(
     body: Body,
 ) -> Response {
     cache_status.apply(replica.name(), &mut headers);
+    replica.store.stats().request(status, cache_status);
     let mut response = Response::new(body);
     *response.status_mut() = status;
     *response.headers_mut() = headers;
@@ -160,6 +181,7 @@ async fn pass(replica: &crate::Shared, request: Request) -> Response {
     let mut headers = parts.headers;
     origin_client::strip_hop_by_hop(&mut headers);
     let body = reqwest::Body::wrap_stream(body.into_data_stream());
+    replica.store.stats().origin_requests.inc();
     let response = match replica
         .store
         .origin()
@@ -183,6 +205,12 @@ async fn pass(replica: &crate::Shared, request: Request) -> Response {
     ] {
         headers.remove(name);
     }
-    let body = Body::from_stream(response.bytes_stream().map_err(std::io::Error::other));
+    let stats = replica.store.stats.clone();
+    let stream = response.bytes_stream().map_ok(move |bytes| {
+        stats.origin_bytes.inc_by(bytes.len() as u64);
+        stats.bytes_served.inc_by(bytes.len() as u64);
+        bytes
+    });
+    let body = Body::from_stream(stream.map_err(std::io::Error::other));
     finish(replica, status, headers, CacheStatus::Pass, body)
 }

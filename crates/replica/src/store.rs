@@ -1,25 +1,26 @@
-//! The index of cached objects, discovery of new ones, and starting fills.
+//! The index of cached objects and the cache's byte budget.
 //!
-//! An unknown URL is *discovered* by one origin request for the chunk the
-//! first viewer needs: its response headers tell the object's length,
-//! validators and whether the origin honours ranges. Viewers that ask for
-//! the same URL meanwhile wait for those headers (not for the chunk), then
-//! follow the chunk as it is written. Fills run in their own tasks, so a
-//! viewer that leaves never stops a fill others are following.
+//! The index maps a URL (path and query) to its object, or to the discovery
+//! in flight for it (see `discovery`). Every ready chunk is admitted to the
+//! evictor; when the cache is over its size, the evictor names chunks to
+//! drop, and an object whose last chunk went is forgotten with its
+//! directory. Rebuilding at start reads what `disk` left behind.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use http::{StatusCode, header};
+use serde::Serialize;
 use tokio::sync::watch;
-use tokio::time::Instant;
 
-use crate::fill::{self, FillError};
-use crate::freshness::{self, Freshness};
-use crate::object::{self, ChunkFill, Meta, Object};
-use crate::origin_client::{self, OriginClient};
+use crate::disk;
+use crate::eviction::{Evictor, Policy};
+use crate::fill;
+use crate::freshness::Freshness;
+use crate::object::{Meta, Object};
+use crate::origin_client::OriginClient;
+use crate::stats::Stats;
 
 /// What a lookup found.
 #[derive(Clone)]
@@ -32,40 +33,133 @@ pub enum Lookup {
     OriginFailed,
 }
 
-enum Slot {
+pub(crate) enum Slot {
     Known(Arc<Object>),
     Discovering(watch::Receiver<Option<Lookup>>),
 }
 
+/// The chunks on disk: the evictor, and the objects its ids name.
+struct Budget {
+    evictor: Evictor,
+    objects: HashMap<u64, Arc<Object>>,
+}
+
+/// One cached object, as the admin API lists it.
+#[derive(Debug, Serialize)]
+pub struct Listed {
+    pub path: String,
+    pub bytes: u64,
+    pub total_bytes: u64,
+    pub chunks: u64,
+    pub total_chunks: u64,
+    pub last_access_unix: u64,
+    pub fresh: bool,
+}
+
 pub struct Store {
-    objects_dir: PathBuf,
-    chunk_bytes: u64,
-    origin: OriginClient,
-    index: Mutex<HashMap<String, Slot>>,
-    generation: AtomicU64,
+    pub(crate) cache_dir: PathBuf,
+    pub(crate) objects_dir: PathBuf,
+    pub(crate) chunk_bytes: u64,
+    pub(crate) origin: OriginClient,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) index: Mutex<HashMap<String, Slot>>,
+    budget: Mutex<Budget>,
+    next_id: AtomicU64,
+    /// Set while free disk is below the minimum: nothing new is stored.
+    pub(crate) low_disk: AtomicBool,
 }
 
 impl Store {
-    pub fn new(objects_dir: PathBuf, chunk_bytes: u64, origin: OriginClient) -> Store {
-        Store {
-            objects_dir,
+    /// Opens the cache in `cache_dir`, rebuilding the index from what a
+    /// previous run stored. Blocking.
+    pub fn open(
+        cache_dir: PathBuf,
+        chunk_bytes: u64,
+        capacity: u64,
+        policy: Policy,
+        origin: OriginClient,
+        stats: Arc<Stats>,
+    ) -> std::io::Result<Store> {
+        let started = std::time::Instant::now();
+        let (loaded, report) = disk::rebuild(&cache_dir, chunk_bytes)?;
+        let store = Store {
+            objects_dir: cache_dir.join("objects"),
+            cache_dir,
             chunk_bytes,
             origin,
+            stats,
             index: Mutex::new(HashMap::new()),
-            generation: AtomicU64::new(0),
+            budget: Mutex::new(Budget {
+                evictor: Evictor::new(policy, capacity),
+                objects: HashMap::new(),
+            }),
+            next_id: AtomicU64::new(1),
+            low_disk: AtomicBool::new(false),
+        };
+        // Oldest chunks first, so they are the first to go if the cache
+        // is now smaller than what is on disk.
+        let mut ready = Vec::new();
+        for loaded in loaded {
+            let object = Arc::new(Object::new(
+                store.next_id(),
+                loaded.key.clone(),
+                loaded.meta,
+                loaded.dir,
+                chunk_bytes,
+                loaded.freshness,
+            ));
+            for (index, written) in loaded.ready {
+                object.mark_ready(index);
+                ready.push((written, object.clone(), index));
+            }
+            store.index().insert(loaded.key, Slot::Known(object));
         }
+        ready.sort_by_key(|(written, _, _)| *written);
+        for (_, object, index) in ready {
+            let bytes = object.chunk_span(index).1;
+            store.admit_sync(&object, index, bytes);
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        store.stats.index_rebuild_seconds.set(seconds);
+        store.stats.cache_capacity.set(capacity as i64);
+        store.update_gauges();
+        tracing::info!(
+            objects = report.objects,
+            chunks = report.chunks,
+            removed_files = report.removed_files,
+            removed_objects = report.removed_objects,
+            seconds,
+            "cache index rebuilt from disk"
+        );
+        Ok(store)
     }
 
     pub fn origin(&self) -> &OriginClient {
         &self.origin
     }
 
-    fn index(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub(crate) fn next_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn index(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {
         self.index.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Finds the object for `key`, discovering it from the origin if needed.
-    /// `hint` is the byte the viewer wants first; discovery fetches its chunk.
+    fn budget(&self) -> std::sync::MutexGuard<'_, Budget> {
+        self.budget.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn is_low_disk(&self) -> bool {
+        self.low_disk.load(Ordering::Relaxed)
+    }
+
+    /// Finds the object for `key`, discovering or revalidating it with the
+    /// origin if needed. `hint` is the byte the viewer wants first.
     pub async fn lookup(self: &Arc<Self>, key: &str, hint: u64) -> Lookup {
         let receiver = {
             let mut index = self.index();
@@ -81,6 +175,9 @@ impl Store {
                         Some(Slot::Known(object)) if !object.is_invalid() => Some(object.clone()),
                         _ => None,
                     };
+                    if stale.is_none() && self.is_low_disk() {
+                        return Lookup::Pass;
+                    }
                     let (sender, receiver) = watch::channel(None);
                     index.insert(key.to_owned(), Slot::Discovering(receiver.clone()));
                     let store = self.clone();
@@ -90,169 +187,30 @@ impl Store {
                 }
             }
         };
-        wait(receiver).await
-    }
-
-    /// Asks the origin for the chunk holding byte `hint` and learns the
-    /// object from the answer. With a `stale` object the request is
-    /// conditional: a 304 makes the stored version fresh again.
-    async fn discover(
-        self: Arc<Self>,
-        key: String,
-        hint: u64,
-        stale: Option<Arc<Object>>,
-        sender: watch::Sender<Option<Lookup>>,
-    ) {
-        let chunk = hint / self.chunk_bytes;
-        let first = chunk * self.chunk_bytes;
-        let last = first + self.chunk_bytes - 1;
-        let conditional = stale.as_ref().map(|o| o.meta.clone());
-        let requested = Instant::now();
-        let response = match self
-            .origin
-            .fetch_conditional(&key, (first, last), conditional.as_ref())
-            .await
-        {
-            Ok(response) => response,
-            Err(e) => {
-                tracing::warn!(key, error = %e, "origin unreachable");
-                // RFC 9111 §4.2.4: a cache that cannot reach the origin may
-                // serve what it has, unless the origin forbade it.
-                let found = match stale {
-                    Some(object) if !freshness::forbids_stale(&object.meta.header_map()) => {
-                        Lookup::Object(object)
-                    }
-                    _ => Lookup::OriginFailed,
-                };
-                return self.finish_discovery(&key, &sender, found);
-            }
-        };
-        let status = response.status();
-        let headers = response.headers().clone();
-        if let Some(previous) = stale {
-            let same = previous.meta.same_version(
-                headers.get(header::ETAG),
-                headers.get(header::LAST_MODIFIED),
-            );
-            let same_length = origin_client::content_range(&headers).map(|r| r.total)
-                == Some(previous.meta.total);
-            if status == StatusCode::NOT_MODIFIED
-                || (status == StatusCode::PARTIAL_CONTENT && same && same_length)
-            {
-                // Still the same version: fresh again, chunks kept. The
-                // 304's own freshness fields win over the stored ones.
-                let mut merged = previous.meta.header_map();
-                for name in headers.keys() {
-                    merged.remove(name);
-                }
-                merged.extend(headers.clone());
-                previous.refresh(Freshness::of(&merged, requested));
-                return self.finish_discovery(&key, &sender, Lookup::Object(previous));
-            }
-            tracing::info!(key, %status, "origin has a new version: dropping the cached one");
-            self.invalidate(&previous);
-        }
-        if !origin_client::storable(status, &headers) {
-            tracing::debug!(key, %status, "not cacheable: passing through");
-            return self.finish_discovery(&key, &sender, Lookup::Pass);
-        }
-        let etag = headers.get(header::ETAG).cloned();
-        let last_modified = headers.get(header::LAST_MODIFIED).cloned();
-        let has_validator = etag
-            .as_ref()
-            .is_some_and(|e| !e.as_bytes().starts_with(b"W/"))
-            || last_modified.is_some();
-
-        let (total, body_starts_at) = if status == StatusCode::PARTIAL_CONTENT {
-            match origin_client::content_range(&headers) {
-                Some(range) if range.first == first && range.last == last.min(range.total - 1) => {
-                    (range.total, Some(chunk))
-                }
-                _ => {
-                    tracing::warn!(key, "origin sent a Content-Range that was not asked for");
-                    return self.finish_discovery(&key, &sender, Lookup::Pass);
-                }
-            }
-        } else {
-            // 200: the origin ignores ranges and sends the whole object.
-            match origin_client::content_length(&headers) {
-                Some(total) => (total, Some(0)),
-                None => return self.finish_discovery(&key, &sender, Lookup::Pass),
-            }
-        };
-        let ranged = status == StatusCode::PARTIAL_CONTENT && has_validator;
-        let meta = Meta {
-            total,
-            etag,
-            last_modified,
-            headers: origin_client::replayed_headers(&headers),
-            ranged,
-        };
-        let object = match self
-            .create(&key, meta, Freshness::of(&headers, requested))
-            .await
-        {
-            Ok(object) => object,
-            Err(e) => {
-                tracing::error!(key, error = %e, "cannot create the object directory");
-                return self.finish_discovery(&key, &sender, Lookup::Pass);
-            }
-        };
-
-        // Claim what this response will carry before anyone can see the
-        // object, so no second fill of the same chunk can start.
-        let run = match (ranged, body_starts_at) {
-            (true, Some(chunk)) => Some((chunk, vec![object.claim(chunk)])),
-            (false, Some(0)) if status == StatusCode::OK => Some((
-                0,
-                (0..object.chunk_count()).map(|c| object.claim(c)).collect(),
-            )),
-            _ => None,
-        };
-        self.finish_discovery(&key, &sender, Lookup::Object(object.clone()));
-        match run {
-            Some((first, claimed)) => {
-                if let Err(e) =
-                    fill::write_run(&object, first, &claimed, response.bytes_stream()).await
-                {
-                    tracing::warn!(key, error = %e, "fill failed");
-                }
-            }
-            None => {
-                // A 206 without validators: only one whole-object response
-                // is sure to be one version.
-                drop(response);
-                self.fill(&object, 0, object.chunk_count().saturating_sub(1));
-            }
+        let mut receiver = receiver;
+        match receiver.wait_for(Option::is_some).await {
+            Ok(found) => found.clone().unwrap_or(Lookup::OriginFailed),
+            Err(_) => Lookup::OriginFailed,
         }
     }
 
-    fn finish_discovery(&self, key: &str, sender: &watch::Sender<Option<Lookup>>, found: Lookup) {
-        {
-            let mut index = self.index();
-            match &found {
-                Lookup::Object(object) => {
-                    index.insert(key.to_owned(), Slot::Known(object.clone()));
-                }
-                _ => {
-                    index.remove(key);
-                }
-            }
-        }
-        sender.send_replace(Some(found));
-    }
-
-    async fn create(
+    /// Creates a new object: its directory and metadata file.
+    pub(crate) async fn create(
         &self,
         key: &str,
         meta: Meta,
         freshness: Freshness,
     ) -> std::io::Result<Arc<Object>> {
-        let generation = self.generation.fetch_add(1, Ordering::Relaxed);
-        let dir = object::dir_for(&self.objects_dir, key, &meta, generation);
+        let dir = crate::object::dir_for(&self.objects_dir, key, &meta, &disk::stamp());
+        let file = disk::MetaFile::new(key, &meta, self.chunk_bytes, &freshness);
         let create = dir.clone();
-        fill::blocking(move || std::fs::create_dir_all(create)).await?;
+        fill::blocking(move || {
+            std::fs::create_dir_all(&create)?;
+            disk::write_meta(&create, &file)
+        })
+        .await?;
         Ok(Arc::new(Object::new(
+            self.next_id(),
             key.to_owned(),
             meta,
             dir,
@@ -261,138 +219,61 @@ impl Store {
         )))
     }
 
-    /// Makes sure chunks `first..=last` are ready or filling, starting fills
-    /// for the missing ones. Consecutive missing chunks share one origin
-    /// request, so a sequential fill pays the origin's first-byte latency
-    /// once per run, not once per chunk.
-    pub fn fill(self: &Arc<Self>, object: &Arc<Object>, first: u64, last: u64) {
-        if object.chunk_count() == 0 || object.is_invalid() {
-            return;
-        }
-        let last = last.min(object.chunk_count() - 1);
-        if !object.meta.ranged {
-            // Whole-object origins refill every missing chunk in one response.
-            let claimed: Vec<_> = (0..object.chunk_count()).map(|c| object.claim(c)).collect();
-            if claimed.iter().any(Option::is_some) {
-                self.spawn_run(object.clone(), 0, claimed, false);
-            }
-            return;
-        }
-        let mut run: Option<(u64, Vec<Option<Arc<ChunkFill>>>)> = None;
-        for index in first..=last {
-            match object.claim(index) {
-                Some(fill) => match &mut run {
-                    Some((_, claimed)) => claimed.push(Some(fill)),
-                    None => run = Some((index, vec![Some(fill)])),
-                },
-                None => {
-                    if let Some((start, claimed)) = run.take() {
-                        self.spawn_run(object.clone(), start, claimed, true);
-                    }
-                }
-            }
-        }
-        if let Some((start, claimed)) = run {
-            self.spawn_run(object.clone(), start, claimed, true);
-        }
+    /// Records a revalidation, on disk too so a restart keeps it.
+    pub(crate) fn refresh(&self, object: &Arc<Object>, freshness: Freshness) {
+        object.refresh(freshness);
+        let file = disk::MetaFile::new(&object.key, &object.meta, self.chunk_bytes, &freshness);
+        let dir = object.dir.clone();
+        tokio::spawn(fill::blocking(move || disk::write_meta(&dir, &file)));
     }
 
-    fn spawn_run(
-        self: &Arc<Self>,
-        object: Arc<Object>,
-        first: u64,
-        claimed: Vec<Option<Arc<ChunkFill>>>,
-        ranged: bool,
-    ) {
-        let store = self.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.run(&object, first, &claimed, ranged).await {
-                tracing::warn!(key = object.key, first, chunks = claimed.len(), error = %e, "fill failed");
-            }
-        });
+    /// Admits a chunk that just became ready, evicting others if the cache
+    /// is over its size.
+    pub(crate) fn admit(&self, object: &Arc<Object>, index: u64, bytes: u64) {
+        self.admit_sync(object, index, bytes);
+        self.update_gauges();
     }
 
-    async fn run(
-        &self,
-        object: &Arc<Object>,
-        first: u64,
-        claimed: &[Option<Arc<ChunkFill>>],
-        ranged: bool,
-    ) -> Result<(), FillError> {
-        let last = first + claimed.len() as u64 - 1;
-        let (start, _) = object.chunk_span(first);
-        let (last_start, last_len) = object.chunk_span(last);
-        let end = last_start + last_len - 1;
-        let range = ranged.then_some((start, end));
-        let if_range = object.meta.if_range();
-        let response = match self
-            .origin
-            .fetch(&object.key, range, if_range.as_ref())
-            .await
-        {
-            Ok(response) => response,
-            Err(e) => {
-                fill::fail_all(object, first, claimed);
-                return Err(e.into());
-            }
+    fn admit_sync(&self, object: &Arc<Object>, index: u64, bytes: u64) {
+        let evicted = {
+            let mut budget = self.budget();
+            budget.objects.insert(object.id, object.clone());
+            let victims = budget.evictor.admit((object.id, index), bytes);
+            victims
+                .into_iter()
+                .filter_map(|(id, index)| Some((budget.objects.get(&id)?.clone(), index)))
+                .collect::<Vec<_>>()
         };
-        if let Err(e) = self.check(object, &response, range) {
-            fill::fail_all(object, first, claimed);
-            if matches!(e, FillError::Mismatch(_)) {
-                tracing::info!(
-                    key = object.key,
-                    "origin's object changed: dropping the cached version"
-                );
-                self.invalidate(object);
+        for (victim, index) in evicted {
+            self.stats.evictions.inc();
+            if victim.lost(index) {
+                let path = victim.chunk_path(index);
+                // Viewers reading the chunk keep their open file: unlinking
+                // does not cut them off.
+                let _ = std::fs::remove_file(path);
             }
-            return Err(e);
-        }
-        fill::write_run(object, first, claimed, response.bytes_stream()).await
-    }
-
-    /// Checks that a fill response carries exactly the asked bytes of the
-    /// cached version.
-    fn check(
-        &self,
-        object: &Object,
-        response: &reqwest::Response,
-        range: Option<(u64, u64)>,
-    ) -> Result<(), FillError> {
-        let headers = response.headers();
-        let same = object.meta.same_version(
-            headers.get(header::ETAG),
-            headers.get(header::LAST_MODIFIED),
-        );
-        match (response.status(), range) {
-            (StatusCode::PARTIAL_CONTENT, Some((start, end))) => {
-                let expected = origin_client::ContentRange {
-                    first: start,
-                    last: end,
-                    total: object.meta.total,
-                };
-                if origin_client::content_range(headers) != Some(expected) {
-                    return Err(FillError::Mismatch("Content-Range differs".into()));
-                }
-                if !same {
-                    return Err(FillError::Mismatch("validator differs".into()));
-                }
-                Ok(())
+            if victim.retire_if_idle() {
+                self.forget(&victim);
             }
-            // If-Range failed: the origin sends the whole new version.
-            (StatusCode::OK, Some(_)) => Err(FillError::Mismatch("If-Range did not match".into())),
-            (StatusCode::OK, None) => {
-                if origin_client::content_length(headers) != Some(object.meta.total) || !same {
-                    return Err(FillError::Mismatch("length or validator differs".into()));
-                }
-                Ok(())
-            }
-            (status, _) => Err(FillError::Status(status)),
         }
     }
 
-    /// Drops an object that is no longer the origin's version.
+    /// Records a read of a ready chunk.
+    pub(crate) fn touch(&self, object: &Object, index: u64) {
+        object.touch();
+        self.budget().evictor.touch((object.id, index));
+    }
+
+    /// Drops an object that is no longer the origin's version or was purged.
+    /// Fills in flight are failed and its viewers aborted.
     pub fn invalidate(&self, object: &Arc<Object>) {
         object.invalidate();
+        self.forget(object);
+    }
+
+    /// Removes an object from the index and the budget and discards its
+    /// directory.
+    fn forget(&self, object: &Arc<Object>) {
         {
             let mut index = self.index();
             if let Some(Slot::Known(current)) = index.get(&object.key)
@@ -401,14 +282,71 @@ impl Store {
                 index.remove(&object.key);
             }
         }
+        {
+            let mut budget = self.budget();
+            for index in 0..object.chunk_count() {
+                budget.evictor.remove((object.id, index));
+            }
+            budget.objects.remove(&object.id);
+        }
+        self.update_gauges();
+        let cache_dir = self.cache_dir.clone();
         let dir = object.dir.clone();
-        tokio::spawn(fill::blocking(move || std::fs::remove_dir_all(dir)));
+        std::thread::spawn(move || disk::discard(&cache_dir, &dir));
     }
-}
 
-async fn wait(mut receiver: watch::Receiver<Option<Lookup>>) -> Lookup {
-    match receiver.wait_for(Option::is_some).await {
-        Ok(found) => found.clone().unwrap_or(Lookup::OriginFailed),
-        Err(_) => Lookup::OriginFailed,
+    /// Purges one path (all its query variants too) or every path under a
+    /// prefix. Returns how many objects were dropped.
+    pub fn purge(&self, path: Option<&str>, prefix: Option<&str>) -> usize {
+        let matches = |key: &str| {
+            let key_path = key.split('?').next().unwrap_or(key);
+            path.is_some_and(|p| key_path == p) || prefix.is_some_and(|p| key.starts_with(p))
+        };
+        let victims: Vec<Arc<Object>> = self
+            .index()
+            .iter()
+            .filter(|(key, _)| matches(key))
+            .filter_map(|(_, slot)| match slot {
+                Slot::Known(object) => Some(object.clone()),
+                Slot::Discovering(_) => None,
+            })
+            .collect();
+        for object in &victims {
+            self.invalidate(object);
+        }
+        victims.len()
+    }
+
+    /// What is cached.
+    pub fn list(&self) -> Vec<Listed> {
+        let mut listed: Vec<Listed> = self
+            .index()
+            .values()
+            .filter_map(|slot| match slot {
+                Slot::Known(object) => Some(Listed {
+                    path: object.key.clone(),
+                    bytes: object.ready_bytes(),
+                    total_bytes: object.meta.total,
+                    chunks: object.ready_chunks(),
+                    total_chunks: object.chunk_count(),
+                    last_access_unix: object.last_access(),
+                    fresh: object.is_fresh(),
+                }),
+                Slot::Discovering(_) => None,
+            })
+            .collect();
+        listed.sort_by(|a, b| a.path.cmp(&b.path));
+        listed
+    }
+
+    pub(crate) fn update_gauges(&self) {
+        let used = self.budget().evictor.used();
+        self.stats.cache_bytes.set(used as i64);
+        let objects = self
+            .index()
+            .values()
+            .filter(|s| matches!(s, Slot::Known(_)))
+            .count();
+        self.stats.cache_objects.set(objects as i64);
     }
 }

@@ -1,0 +1,171 @@
+//! Discovering an object: the first request for an unknown (or stale) URL.
+//!
+//! One origin request for the chunk the first viewer needs tells the
+//! object's length, validators and whether the origin honours ranges.
+//! Viewers asking for the same URL meanwhile wait for those headers, not for
+//! the chunk, then follow the chunk as it is written. For a stale object the
+//! request is conditional, and a 304 keeps every stored chunk.
+
+use std::sync::Arc;
+
+use http::{StatusCode, header};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::freshness::{self, Freshness};
+use crate::object::{Meta, Object};
+use crate::origin_client;
+use crate::store::{Lookup, Slot, Store};
+
+impl Store {
+    /// Asks the origin for the chunk holding byte `hint` and learns the
+    /// object from the answer. With a `stale` object the request is
+    /// conditional: a 304 makes the stored version fresh again.
+    pub(crate) async fn discover(
+        self: Arc<Self>,
+        key: String,
+        hint: u64,
+        stale: Option<Arc<Object>>,
+        sender: watch::Sender<Option<Lookup>>,
+    ) {
+        let chunk = hint / self.chunk_bytes;
+        let first = chunk * self.chunk_bytes;
+        let last = first + self.chunk_bytes - 1;
+        let conditional = stale.as_ref().map(|o| o.meta.clone());
+        let requested = Instant::now();
+        self.stats.origin_requests.inc();
+        let response = match self
+            .origin
+            .fetch_conditional(&key, (first, last), conditional.as_ref())
+            .await
+        {
+            Ok(response) => response,
+            Err(e) => {
+                tracing::warn!(key, error = %e, "origin unreachable");
+                // RFC 9111 §4.2.4: a cache that cannot reach the origin may
+                // serve what it has, unless the origin forbade it.
+                let found = match stale {
+                    Some(object) if !freshness::forbids_stale(&object.meta.header_map()) => {
+                        Lookup::Object(object)
+                    }
+                    _ => Lookup::OriginFailed,
+                };
+                return self.finish_discovery(&key, &sender, found);
+            }
+        };
+        let status = response.status();
+        let headers = response.headers().clone();
+        if let Some(previous) = stale {
+            let same = previous.meta.same_version(
+                headers.get(header::ETAG),
+                headers.get(header::LAST_MODIFIED),
+            );
+            let same_length = origin_client::content_range(&headers).map(|r| r.total)
+                == Some(previous.meta.total);
+            if status == StatusCode::NOT_MODIFIED
+                || (status == StatusCode::PARTIAL_CONTENT && same && same_length)
+            {
+                // Still the same version: fresh again, chunks kept. The
+                // 304's own freshness fields win over the stored ones.
+                let mut merged = previous.meta.header_map();
+                for name in headers.keys() {
+                    merged.remove(name);
+                }
+                merged.extend(headers.clone());
+                self.refresh(&previous, Freshness::of(&merged, requested));
+                return self.finish_discovery(&key, &sender, Lookup::Object(previous));
+            }
+            tracing::info!(key, %status, "origin has a new version: dropping the cached one");
+            self.invalidate(&previous);
+        }
+        if !origin_client::storable(status, &headers) {
+            tracing::debug!(key, %status, "not cacheable: passing through");
+            return self.finish_discovery(&key, &sender, Lookup::Pass);
+        }
+        let etag = headers.get(header::ETAG).cloned();
+        let last_modified = headers.get(header::LAST_MODIFIED).cloned();
+        let has_validator = etag
+            .as_ref()
+            .is_some_and(|e| !e.as_bytes().starts_with(b"W/"))
+            || last_modified.is_some();
+
+        let (total, body_starts_at) = if status == StatusCode::PARTIAL_CONTENT {
+            match origin_client::content_range(&headers) {
+                Some(range) if range.first == first && range.last == last.min(range.total - 1) => {
+                    (range.total, Some(chunk))
+                }
+                _ => {
+                    tracing::warn!(key, "origin sent a Content-Range that was not asked for");
+                    return self.finish_discovery(&key, &sender, Lookup::Pass);
+                }
+            }
+        } else {
+            // 200: the origin ignores ranges and sends the whole object.
+            match origin_client::content_length(&headers) {
+                Some(total) => (total, Some(0)),
+                None => return self.finish_discovery(&key, &sender, Lookup::Pass),
+            }
+        };
+        let ranged = status == StatusCode::PARTIAL_CONTENT && has_validator;
+        let meta = Meta {
+            total,
+            etag,
+            last_modified,
+            headers: origin_client::replayed_headers(&headers),
+            ranged,
+        };
+        let object = match self
+            .create(&key, meta, Freshness::of(&headers, requested))
+            .await
+        {
+            Ok(object) => object,
+            Err(e) => {
+                tracing::error!(key, error = %e, "cannot create the object directory");
+                return self.finish_discovery(&key, &sender, Lookup::Pass);
+            }
+        };
+
+        // Claim what this response will carry before anyone can see the
+        // object, so no second fill of the same chunk can start.
+        let run = match (ranged, body_starts_at) {
+            (true, Some(chunk)) => Some((chunk, vec![object.claim(chunk)])),
+            (false, Some(0)) if status == StatusCode::OK => Some((
+                0,
+                (0..object.chunk_count()).map(|c| object.claim(c)).collect(),
+            )),
+            _ => None,
+        };
+        self.finish_discovery(&key, &sender, Lookup::Object(object.clone()));
+        match run {
+            Some((first, claimed)) => {
+                if let Err(e) = self
+                    .write_run(&object, first, &claimed, response.bytes_stream())
+                    .await
+                {
+                    tracing::warn!(key, error = %e, "fill failed");
+                }
+            }
+            None => {
+                // A 206 without validators: only one whole-object response
+                // is sure to be one version.
+                drop(response);
+                self.fill(&object, 0, object.chunk_count().saturating_sub(1));
+            }
+        }
+    }
+
+    fn finish_discovery(&self, key: &str, sender: &watch::Sender<Option<Lookup>>, found: Lookup) {
+        {
+            let mut index = self.index();
+            match &found {
+                Lookup::Object(object) => {
+                    index.insert(key.to_owned(), Slot::Known(object.clone()));
+                }
+                _ => {
+                    index.remove(key);
+                }
+            }
+        }
+        sender.send_replace(Some(found));
+    }
+}
