@@ -183,6 +183,10 @@ impl Server {
         self.local_addr
     }
 
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
     /// Accepts and serves connections until `shutdown` is cancelled, then
     /// drains them.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {

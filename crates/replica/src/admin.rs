@@ -9,12 +9,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::Json;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{StatusCode, header};
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
+use tokio::sync::watch;
 
 use crate::Shared;
 use crate::object::{Chunk, FillEnd};
@@ -105,10 +106,21 @@ pub struct Job {
 }
 
 /// Prefetch jobs, kept for the process's life (they are small).
-#[derive(Default)]
 pub struct Jobs {
     next: AtomicU64,
     jobs: Mutex<HashMap<u64, Job>>,
+    /// Bumped on every change, for callers waiting for a job to finish.
+    changed: watch::Sender<u64>,
+}
+
+impl Default for Jobs {
+    fn default() -> Self {
+        Jobs {
+            next: AtomicU64::new(0),
+            jobs: Mutex::default(),
+            changed: watch::channel(0).0,
+        }
+    }
 }
 
 impl Jobs {
@@ -121,6 +133,7 @@ impl Jobs {
         {
             f(job);
         }
+        self.changed.send_modify(|n| *n += 1);
     }
 
     fn get(&self, id: u64) -> Option<Job> {
@@ -187,10 +200,32 @@ pub(crate) async fn prefetch(
         .into_response()
 }
 
+#[derive(Debug, Deserialize)]
+pub(crate) struct ProgressQuery {
+    /// Wait (up to a minute) until the job has finished.
+    #[serde(default)]
+    wait: bool,
+}
+
 pub(crate) async fn prefetch_progress(
     State(shared): State<Arc<Shared>>,
     Path(id): Path<u64>,
+    Query(query): Query<ProgressQuery>,
 ) -> Response {
+    if query.wait {
+        let mut changed = shared.jobs.changed.subscribe();
+        let finished = async {
+            loop {
+                if shared.jobs.get(id).is_none_or(|j| j.finished) {
+                    return;
+                }
+                if changed.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(60), finished).await;
+    }
     match shared.jobs.get(id) {
         Some(job) => Json(job).into_response(),
         None => (StatusCode::NOT_FOUND, "no such prefetch job\n").into_response(),

@@ -58,7 +58,7 @@ pub(crate) async fn run(
     }
 }
 
-fn check_disk(store: &Store, config: &Config) {
+pub(crate) fn check_disk(store: &Store, config: &Config) {
     let free = free_bytes(&config.cache_dir);
     let low = free.is_some_and(|free| free < config.min_free_disk_bytes);
     let was = store.low_disk.swap(low, Ordering::Relaxed);

@@ -183,7 +183,9 @@ impl Store {
         S: Stream<Item = Result<Bytes, reqwest::Error>> + Unpin,
     {
         self.stats.fills_in_progress.inc();
+        self.fills.send_modify(|n| *n += 1);
         let result = write_run(self, object, first, claimed, body).await;
+        self.fills.send_modify(|n| *n -= 1);
         self.stats.fills_in_progress.dec();
         result
     }

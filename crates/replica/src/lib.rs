@@ -219,6 +219,8 @@ pub async fn build(config: &Config, serving: &Serving) -> Result<Replica, Error>
             });
         }
     };
+    // Know the disk's state before the first request.
+    background::check_disk(&store, config);
     let shared = Arc::new(Shared {
         name: OnceLock::new(),
         pump: reader::Pump {
@@ -231,10 +233,10 @@ pub async fn build(config: &Config, serving: &Serving) -> Result<Replica, Error>
         jobs: admin::Jobs::default(),
     });
     let admin = Router::new()
-        .route("/admin/purge", post(admin::purge))
-        .route("/admin/prefetch", post(admin::prefetch))
-        .route("/admin/prefetch/{id}", get(admin::prefetch_progress))
-        .route("/admin/cache", get(admin::list))
+        .route("/purge", post(admin::purge))
+        .route("/prefetch", post(admin::prefetch))
+        .route("/prefetch/{id}", get(admin::prefetch_progress))
+        .route("/cache", get(admin::list))
         .fallback(|| async { (http::StatusCode::NOT_FOUND, "not found\n") })
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),
@@ -321,8 +323,18 @@ impl Replica {
             url,
             shutdown.clone(),
         ));
+        let grace = self.server.limits().shutdown_grace_ms;
         let result = self.server.run(shutdown).await;
         background.abort();
+        // Let chunks being fetched land on disk, within the grace period,
+        // so a restart does not fetch them again.
+        let finished = self.shared.store.fills_finished();
+        if tokio::time::timeout(Duration::from_millis(grace), finished)
+            .await
+            .is_err()
+        {
+            tracing::warn!("fills still running at shutdown; their chunks are dropped");
+        }
         Ok(result?)
     }
 }

@@ -66,7 +66,7 @@ fn respond(
 
     let status_of_range = |start: u64, end: u64| -> CacheStatus {
         let chunks = chunks_covering(start, end, object.chunk_bytes);
-        let ready = chunks.clone().filter(|&c| object.is_ready(c)).count() as u64;
+        let ready = chunks.clone().filter(|&c| object.is_on_disk(c)).count() as u64;
         if ready == chunks.end() - chunks.start() + 1 {
             CacheStatus::Hit
         } else if object.ready_chunks() == 0 {

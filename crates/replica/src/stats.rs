@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -16,18 +16,11 @@ use serde::Serialize;
 
 use crate::cache_status::CacheStatus;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
-enum CacheLabel {
-    Hit,
-    Miss,
-    Partial,
-    Pass,
-}
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     status: u16,
-    cache: CacheLabel,
+    /// `hit`, `miss`, `partial` or `pass`.
+    cache: String,
 }
 
 pub struct Stats {
@@ -178,16 +171,10 @@ impl Stats {
 
     /// Counts one answered request.
     pub fn request(&self, status: http::StatusCode, cache: CacheStatus) {
-        let label = match cache {
-            CacheStatus::Hit => CacheLabel::Hit,
-            CacheStatus::Miss => CacheLabel::Miss,
-            CacheStatus::Partial => CacheLabel::Partial,
-            CacheStatus::Pass => CacheLabel::Pass,
-        };
         self.requests
             .get_or_create(&RequestLabels {
                 status: status.as_u16(),
-                cache: label,
+                cache: cache.x_cache().to_ascii_lowercase(),
             })
             .inc();
         self.requests_total.fetch_add(1, Ordering::Relaxed);

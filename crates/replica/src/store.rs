@@ -67,6 +67,8 @@ pub struct Store {
     next_id: AtomicU64,
     /// Set while free disk is below the minimum: nothing new is stored.
     pub(crate) low_disk: AtomicBool,
+    /// Origin responses being written, so shutdown can let them finish.
+    pub(crate) fills: watch::Sender<usize>,
 }
 
 impl Store {
@@ -95,6 +97,7 @@ impl Store {
             }),
             next_id: AtomicU64::new(1),
             low_disk: AtomicBool::new(false),
+            fills: watch::channel(0).0,
         };
         // Oldest chunks first, so they are the first to go if the cache
         // is now smaller than what is on disk.
@@ -152,6 +155,12 @@ impl Store {
 
     fn budget(&self) -> std::sync::MutexGuard<'_, Budget> {
         self.budget.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until no fill is writing, so chunks being fetched are kept.
+    pub async fn fills_finished(&self) {
+        let mut fills = self.fills.subscribe();
+        let _ = fills.wait_for(|&n| n == 0).await;
     }
 
     pub fn is_low_disk(&self) -> bool {

@@ -143,10 +143,14 @@ impl TestCluster {
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         config.origin = origin_url.to_owned();
         config.origin_ca_file = Some(self.pki.ca_cert.clone());
-        let n = self
-            .replicas
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        config.cache_dir = self.dir.path().join(format!("cache-{n}"));
+        // A relative (default) cache folder gets one of its own per replica;
+        // an absolute one is kept, so a test can restart a replica on it.
+        if config.cache_dir.is_relative() {
+            let n = self
+                .replicas
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            config.cache_dir = self.dir.path().join(format!("cache-{n}"));
+        }
         let replica = vcdn_replica::build(&config, &self.serving)
             .await
             .expect("replica starts");
