@@ -11,6 +11,10 @@ pub enum CacheStatus {
     Miss,
     /// The object was known but some chunks of the range were fetched.
     Partial,
+    /// Stale, confirmed unchanged by the origin (a 304), then served.
+    Revalidated,
+    /// Stale, served because the origin could not be reached.
+    Stale,
     /// Not handled by the cache (unsafe method, uncacheable response).
     Pass,
 }
@@ -21,6 +25,8 @@ impl CacheStatus {
             CacheStatus::Hit => "HIT",
             CacheStatus::Miss => "MISS",
             CacheStatus::Partial => "PARTIAL",
+            CacheStatus::Revalidated => "REVALIDATED",
+            CacheStatus::Stale => "STALE",
             CacheStatus::Pass => "PASS",
         }
     }
@@ -31,6 +37,8 @@ impl CacheStatus {
             CacheStatus::Hit => "hit",
             CacheStatus::Miss => "fwd=uri-miss; stored",
             CacheStatus::Partial => "fwd=partial; stored",
+            CacheStatus::Revalidated => "fwd=stale; fwd-status=304",
+            CacheStatus::Stale => "hit; detail=origin-unreachable",
             CacheStatus::Pass => "fwd=bypass",
         }
     }

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use crate::freshness::{self, Freshness};
 use crate::object::{Meta, Object};
 use crate::origin_client;
-use crate::store::{Lookup, Slot, Store};
+use crate::store::{Found, Lookup, Slot, Store};
 
 impl Store {
     /// Asks the origin for the chunk holding byte `hint` and learns the
@@ -46,7 +46,7 @@ impl Store {
                 // serve what it has, unless the origin forbade it.
                 let found = match stale {
                     Some(object) if !freshness::forbids_stale(&object.meta.header_map()) => {
-                        Lookup::Object(object)
+                        Lookup::Object(object, Found::Stale)
                     }
                     _ => Lookup::OriginFailed,
                 };
@@ -73,7 +73,11 @@ impl Store {
                 }
                 merged.extend(headers.clone());
                 self.refresh(&previous, Freshness::of(&merged, requested));
-                return self.finish_discovery(&key, &sender, Lookup::Object(previous));
+                return self.finish_discovery(
+                    &key,
+                    &sender,
+                    Lookup::Object(previous, Found::Revalidated),
+                );
             }
             tracing::info!(key, %status, "origin has a new version: dropping the cached one");
             self.invalidate(&previous);
@@ -135,7 +139,11 @@ impl Store {
             )),
             _ => None,
         };
-        self.finish_discovery(&key, &sender, Lookup::Object(object.clone()));
+        self.finish_discovery(
+            &key,
+            &sender,
+            Lookup::Object(object.clone(), Found::Discovered),
+        );
         match run {
             Some((first, claimed)) => {
                 if let Err(e) = self
@@ -158,7 +166,7 @@ impl Store {
         {
             let mut index = self.index();
             match &found {
-                Lookup::Object(object) => {
+                Lookup::Object(object, _) => {
                     index.insert(key.to_owned(), Slot::Known(object.clone()));
                 }
                 _ => {

@@ -193,7 +193,7 @@ impl S3Fifo {
             let Some(entry) = self.entries.get_mut(&id) else {
                 continue; // removed meanwhile
             };
-            if entry.in_main != !from_small {
+            if entry.in_main == from_small {
                 continue; // a stale queue slot of a moved entry
             }
             if from_small {

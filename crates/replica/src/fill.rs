@@ -17,7 +17,7 @@ use futures_util::{Stream, StreamExt};
 
 use http::{StatusCode, header};
 
-use crate::object::{ChunkFill, Object};
+use crate::object::{ChunkFill, FillEnd, Object};
 use crate::origin_client;
 use crate::stats::Stats;
 use crate::store::Store;
@@ -272,7 +272,12 @@ where
         let target = file.clone();
         blocking(move || target.write_all_at(&bytes, at)).await?;
         written += n;
-        fill.progress.send_modify(|p| p.written = written);
+        // The last bytes are published only once the chunk is stored (see
+        // below): a viewer whose response has ended can count on the next
+        // request finding every chunk of it ready.
+        if written < len {
+            fill.progress.send_modify(|p| p.written = written);
+        }
     }
 
     let chunk = object.chunk_path(index);
@@ -284,9 +289,13 @@ where
     if object.is_invalid() {
         return Err(FillError::Mismatch("object was invalidated".into()));
     }
-    object.complete(index, fill);
+    object.set_ready(index);
     store.stats.chunks_filled.inc();
     store.admit(object, index, len);
+    fill.progress.send_modify(|p| {
+        p.written = len;
+        p.end = FillEnd::Complete;
+    });
     Ok(())
 }
 

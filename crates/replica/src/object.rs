@@ -249,20 +249,6 @@ impl Object {
         matches!(self.lock()[index as usize], Chunk::Ready)
     }
 
-    /// Whether every byte of a chunk is on disk: ready, or filled to its
-    /// full length and only being synced and renamed.
-    pub fn is_on_disk(&self, index: u64) -> bool {
-        let len = self.chunk_span(index).1;
-        match &self.lock()[index as usize] {
-            Chunk::Ready => true,
-            Chunk::Filling(fill) => {
-                let progress = *fill.progress.borrow();
-                progress.written == len && progress.end != FillEnd::Failed
-            }
-            Chunk::Missing => false,
-        }
-    }
-
     /// Claims a missing chunk for a new fill; `None` if it is filling or
     /// ready already (or the object was invalidated).
     pub fn claim(&self, index: u64) -> Option<Arc<ChunkFill>> {
@@ -284,8 +270,13 @@ impl Object {
 
     /// Marks a filled chunk ready and tells its followers.
     pub fn complete(&self, index: u64, fill: &ChunkFill) {
-        self.lock()[index as usize] = Chunk::Ready;
+        self.set_ready(index);
         fill.progress.send_modify(|p| p.end = FillEnd::Complete);
+    }
+
+    /// Marks a chunk ready; its fill's followers are told separately.
+    pub fn set_ready(&self, index: u64) {
+        self.lock()[index as usize] = Chunk::Ready;
     }
 
     /// Returns a chunk whose fill failed to missing and tells its followers.

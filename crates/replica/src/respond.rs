@@ -13,7 +13,7 @@ use vcdn_http::range::{self, RangeRequest};
 use crate::cache_status::CacheStatus;
 use crate::object::{Object, chunks_covering};
 use crate::origin_client;
-use crate::store::Lookup;
+use crate::store::{Found, Lookup};
 
 pub(crate) async fn handler(
     State(replica): State<Arc<crate::Shared>>,
@@ -31,8 +31,8 @@ pub(crate) async fn handler(
         .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
     let hint = range::first_byte_hint(request.headers().get(header::RANGE)).unwrap_or(0);
 
-    let object = match replica.store.lookup(&key, hint).await {
-        Lookup::Object(object) => object,
+    let (object, found) = match replica.store.lookup(&key, hint).await {
+        Lookup::Object(object, found) => (object, found),
         Lookup::Pass => return pass(&replica, request).await,
         Lookup::OriginFailed => {
             let mut response = (StatusCode::BAD_GATEWAY, "origin unavailable\n").into_response();
@@ -40,7 +40,7 @@ pub(crate) async fn handler(
             return response;
         }
     };
-    match respond(&replica, &object, &method, request.headers()) {
+    match respond(&replica, &object, found, &method, request.headers()) {
         Some(response) => response,
         None => pass(&replica, request).await,
     }
@@ -52,6 +52,7 @@ pub(crate) async fn handler(
 fn respond(
     replica: &crate::Shared,
     object: &Arc<Object>,
+    found: Found,
     method: &Method,
     request: &HeaderMap,
 ) -> Option<Response> {
@@ -66,9 +67,15 @@ fn respond(
 
     let status_of_range = |start: u64, end: u64| -> CacheStatus {
         let chunks = chunks_covering(start, end, object.chunk_bytes);
-        let ready = chunks.clone().filter(|&c| object.is_on_disk(c)).count() as u64;
-        if ready == chunks.end() - chunks.start() + 1 {
-            CacheStatus::Hit
+        let ready = chunks.clone().filter(|&c| object.is_ready(c)).count() as u64;
+        if found == Found::Discovered {
+            CacheStatus::Miss
+        } else if ready == chunks.end() - chunks.start() + 1 {
+            match found {
+                Found::Revalidated => CacheStatus::Revalidated,
+                Found::Stale => CacheStatus::Stale,
+                _ => CacheStatus::Hit,
+            }
         } else if object.ready_chunks() == 0 {
             CacheStatus::Miss
         } else {

@@ -178,7 +178,12 @@ impl Stats {
             })
             .inc();
         self.requests_total.fetch_add(1, Ordering::Relaxed);
-        if cache == CacheStatus::Hit {
+        // A revalidated or stale answer is served from the cache too: no
+        // body came from the origin.
+        if matches!(
+            cache,
+            CacheStatus::Hit | CacheStatus::Revalidated | CacheStatus::Stale
+        ) {
             self.hits_total.fetch_add(1, Ordering::Relaxed);
         }
     }

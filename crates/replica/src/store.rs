@@ -25,12 +25,26 @@ use crate::stats::Stats;
 /// What a lookup found.
 #[derive(Clone)]
 pub enum Lookup {
-    /// The object is cached (fully, partly, or being filled).
-    Object(Arc<Object>),
+    /// The object is cached (fully, partly, or being filled), and how the
+    /// lookup came by it.
+    Object(Arc<Object>, Found),
     /// The cache does not handle this URL: forward the request as it is.
     Pass,
     /// The origin could not be reached or answered nonsense: 502.
     OriginFailed,
+}
+
+/// How a lookup came by its object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    /// In the index and fresh.
+    Cached,
+    /// Unknown until the origin answered this lookup (or one it waited on).
+    Discovered,
+    /// Stale, and the origin confirmed it unchanged.
+    Revalidated,
+    /// Stale, and served because the origin could not be reached.
+    Stale,
 }
 
 pub(crate) enum Slot {
@@ -174,7 +188,7 @@ impl Store {
             let mut index = self.index();
             match index.get(key) {
                 Some(Slot::Known(object)) if !object.is_invalid() && object.is_fresh() => {
-                    return Lookup::Object(object.clone());
+                    return Lookup::Object(object.clone(), Found::Cached);
                 }
                 Some(Slot::Discovering(receiver)) => receiver.clone(),
                 found => {

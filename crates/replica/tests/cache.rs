@@ -80,10 +80,10 @@ async fn a_restarted_replica_serves_earlier_content_as_hits() {
     )
     .await;
     let client = cluster.client();
-    for i in 0..files.len() {
+    for (i, content) in files.iter().enumerate() {
         let (_, cache_status, body) = fetch(&client, &format!("{}/f{i}.mp4", replica.url())).await;
         assert_eq!(cache_status, "MISS");
-        assert_eq!(sha256(&body), files[i].sha256());
+        assert_eq!(sha256(&body), content.sha256());
     }
     replica.stop().await;
     let origin_requests = origin.requests().len();
