@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::Shared;
 use crate::object::{Chunk, FillEnd};
+use crate::request::Directives;
 use crate::store::{Lookup, Store};
 
 /// Most paths in one prefetch request.
@@ -234,10 +235,10 @@ pub(crate) async fn prefetch_progress(
 
 /// Fetches every chunk of one path into the cache; returns its size.
 async fn warm(store: &Arc<Store>, path: &str) -> Result<u64, &'static str> {
-    let object = match store.lookup(path, 0).await {
+    let object = match store.lookup(path, 0, &Directives::default()).await {
         Lookup::Object(object, _) => object,
         Lookup::Pass => return Err("not cacheable"),
-        Lookup::OriginFailed => return Err("origin unavailable"),
+        Lookup::OriginFailed | Lookup::NotCached => return Err("origin unavailable"),
     };
     let count = object.chunk_count();
     if count == 0 {

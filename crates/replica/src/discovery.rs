@@ -44,18 +44,36 @@ impl Store {
                 tracing::warn!(key, error = %e, "origin unreachable");
                 // RFC 9111 §4.2.4: a cache that cannot reach the origin may
                 // serve what it has, unless the origin forbade it.
-                let found = match stale {
-                    Some(object) if !freshness::forbids_stale(&object.meta.header_map()) => {
-                        Lookup::Object(object, Found::Stale)
+                let found = match &stale {
+                    Some(object) if !freshness::forbids_stale(&object.header_map()) => {
+                        Lookup::Object(object.clone(), Found::Stale)
                     }
                     _ => Lookup::OriginFailed,
                 };
-                return self.finish_discovery(&key, &sender, found);
+                return self.finish_discovery(&key, &sender, found, stale.as_ref());
             }
         };
         let status = response.status();
         let headers = response.headers().clone();
         if let Some(previous) = stale {
+            if status.is_server_error() {
+                // RFC 5861 §4: within `stale-if-error` the stored response
+                // answers instead of the origin's error. Either way the
+                // stored version stays: an error says nothing about it.
+                let (age, lifetime) = previous.age_and_lifetime();
+                let window = freshness::stale_if_error(&previous.header_map());
+                let found = match window {
+                    Some(window)
+                        if age < lifetime + window
+                            && !freshness::forbids_stale(&previous.header_map()) =>
+                    {
+                        Lookup::Object(previous.clone(), Found::Stale)
+                    }
+                    _ => Lookup::Pass,
+                };
+                tracing::warn!(key, %status, "origin error while revalidating");
+                return self.finish_discovery(&key, &sender, found, Some(&previous));
+            }
             let same = previous.meta.same_version(
                 headers.get(header::ETAG),
                 headers.get(header::LAST_MODIFIED),
@@ -67,7 +85,10 @@ impl Store {
             {
                 // Still the same version: fresh again, chunks kept. The
                 // 304's own freshness fields win over the stored ones.
-                let mut merged = previous.meta.header_map();
+                if status == StatusCode::NOT_MODIFIED {
+                    previous.update_headers(&headers);
+                }
+                let mut merged = previous.header_map();
                 for name in headers.keys() {
                     merged.remove(name);
                 }
@@ -77,6 +98,7 @@ impl Store {
                     &key,
                     &sender,
                     Lookup::Object(previous, Found::Revalidated),
+                    None,
                 );
             }
             tracing::info!(key, %status, "origin has a new version: dropping the cached one");
@@ -84,7 +106,7 @@ impl Store {
         }
         if !origin_client::storable(status, &headers) {
             tracing::debug!(key, %status, "not cacheable: passing through");
-            return self.finish_discovery(&key, &sender, Lookup::Pass);
+            return self.finish_discovery(&key, &sender, Lookup::Pass, None);
         }
         let etag = headers.get(header::ETAG).cloned();
         let last_modified = headers.get(header::LAST_MODIFIED).cloned();
@@ -100,14 +122,14 @@ impl Store {
                 }
                 _ => {
                     tracing::warn!(key, "origin sent a Content-Range that was not asked for");
-                    return self.finish_discovery(&key, &sender, Lookup::Pass);
+                    return self.finish_discovery(&key, &sender, Lookup::Pass, None);
                 }
             }
         } else {
             // 200: the origin ignores ranges and sends the whole object.
             match origin_client::content_length(&headers) {
                 Some(total) => (total, Some(0)),
-                None => return self.finish_discovery(&key, &sender, Lookup::Pass),
+                None => return self.finish_discovery(&key, &sender, Lookup::Pass, None),
             }
         };
         let ranged = status == StatusCode::PARTIAL_CONTENT && has_validator;
@@ -125,7 +147,7 @@ impl Store {
             Ok(object) => object,
             Err(e) => {
                 tracing::error!(key, error = %e, "cannot create the object directory");
-                return self.finish_discovery(&key, &sender, Lookup::Pass);
+                return self.finish_discovery(&key, &sender, Lookup::Pass, None);
             }
         };
 
@@ -143,6 +165,7 @@ impl Store {
             &key,
             &sender,
             Lookup::Object(object.clone(), Found::Discovered),
+            None,
         );
         match run {
             Some((first, claimed)) => {
@@ -162,12 +185,23 @@ impl Store {
         }
     }
 
-    fn finish_discovery(&self, key: &str, sender: &watch::Sender<Option<Lookup>>, found: Lookup) {
+    /// Publishes what a discovery found. `kept` is a stored version that
+    /// stays in the index when the discovery found nothing better.
+    fn finish_discovery(
+        &self,
+        key: &str,
+        sender: &watch::Sender<Option<Lookup>>,
+        found: Lookup,
+        kept: Option<&Arc<Object>>,
+    ) {
         {
             let mut index = self.index();
-            match &found {
-                Lookup::Object(object, _) => {
+            match (&found, kept) {
+                (Lookup::Object(object, _), _) => {
                     index.insert(key.to_owned(), Slot::Known(object.clone()));
+                }
+                (_, Some(kept)) if !kept.is_invalid() => {
+                    index.insert(key.to_owned(), Slot::Known(kept.clone()));
                 }
                 _ => {
                     index.remove(key);

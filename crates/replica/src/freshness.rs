@@ -58,10 +58,26 @@ impl Freshness {
     }
 }
 
-/// The lowercase Cache-Control directives of a message, with their values.
+/// The field this cache takes its directives from: a vcdn-targeted field,
+/// then `CDN-Cache-Control` (RFC 9213), which when present replace
+/// `Cache-Control` for this cache; else `Cache-Control`.
+pub const TARGETED_FIELD: &str = "vcdn-cache-control";
+pub const CDN_FIELD: &str = "cdn-cache-control";
+
+/// The lowercase caching directives of a response for this cache, with
+/// their values (see [`TARGETED_FIELD`]).
 pub fn directives(headers: &HeaderMap) -> Vec<(String, Option<String>)> {
+    let field = [TARGETED_FIELD, CDN_FIELD]
+        .into_iter()
+        .find(|name| headers.contains_key(*name))
+        .unwrap_or(header::CACHE_CONTROL.as_str());
+    directives_of(headers, field)
+}
+
+/// The lowercase directives of one Cache-Control-like field.
+pub fn directives_of(headers: &HeaderMap, field: &str) -> Vec<(String, Option<String>)> {
     headers
-        .get_all(header::CACHE_CONTROL)
+        .get_all(field)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
@@ -114,6 +130,23 @@ pub fn lifetime(headers: &HeaderMap, date: SystemTime) -> Duration {
             .unwrap_or_default(),
         None => Duration::ZERO,
     }
+}
+
+/// The `stale-while-revalidate` window (RFC 5861 §3), if any.
+pub fn stale_while_revalidate(headers: &HeaderMap) -> Option<Duration> {
+    directive_seconds(headers, "stale-while-revalidate")
+}
+
+/// The `stale-if-error` window (RFC 5861 §4), if any.
+pub fn stale_if_error(headers: &HeaderMap) -> Option<Duration> {
+    directive_seconds(headers, "stale-if-error")
+}
+
+fn directive_seconds(headers: &HeaderMap, name: &str) -> Option<Duration> {
+    directives(headers)
+        .iter()
+        .find(|(n, _)| n == name)
+        .and_then(|(_, v)| seconds(v))
 }
 
 /// Whether the origin forbids serving this response stale, even when it

@@ -26,6 +26,7 @@ pub mod freshness;
 pub mod object;
 pub mod origin_client;
 pub mod reader;
+pub mod request;
 pub mod respond;
 pub mod stats;
 pub mod store;
@@ -98,7 +99,7 @@ impl Default for Config {
             public_url: None,
             chunk_bytes: 1024 * 1024,
             read_ahead_chunks: 4,
-            read_block_bytes: 64 * 1024,
+            read_block_bytes: 32 * 1024,
             origin_connect_timeout_ms: 5_000,
             origin_read_timeout_ms: 30_000,
         }

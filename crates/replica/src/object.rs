@@ -157,6 +157,11 @@ pub struct Object {
     freshness: Mutex<Freshness>,
     /// Unix seconds of the last read, for the admin listing.
     last_access: AtomicU64,
+    /// The headers replayed to viewers: the stored response's, updated by
+    /// 304s (RFC 9111 §4.3.4).
+    headers: Mutex<Vec<(HeaderName, HeaderValue)>>,
+    /// Set while a background revalidation runs, so only one does.
+    revalidating: AtomicBool,
 }
 
 impl Object {
@@ -172,14 +177,60 @@ impl Object {
         Object {
             id,
             key,
-            meta,
             dir,
             chunk_bytes,
             chunks: Mutex::new(vec![Chunk::Missing; count as usize]),
             invalid: AtomicBool::new(false),
             freshness: Mutex::new(freshness),
             last_access: AtomicU64::new(unix_now()),
+            headers: Mutex::new(meta.headers.clone()),
+            revalidating: AtomicBool::new(false),
+            meta,
         }
+    }
+
+    /// The headers to replay.
+    pub fn headers(&self) -> Vec<(HeaderName, HeaderValue)> {
+        self.headers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The headers to replay, as a map.
+    pub fn header_map(&self) -> http::HeaderMap {
+        let mut map = http::HeaderMap::new();
+        for (name, value) in self.headers() {
+            map.append(name, value);
+        }
+        map
+    }
+
+    /// Updates the stored headers from a 304 (RFC 9111 §3.2): each field
+    /// the 304 carries replaces the stored one, except those that describe
+    /// the message rather than the representation.
+    pub fn update_headers(&self, not_modified: &http::HeaderMap) {
+        let fresh = crate::origin_client::replayed_headers(not_modified);
+        let mut headers = self.headers.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, _) in &fresh {
+            headers.retain(|(n, _)| n != name);
+        }
+        headers.extend(fresh);
+    }
+
+    /// Claims the one background revalidation; false if one runs.
+    pub fn start_revalidating(&self) -> bool {
+        !self.revalidating.swap(true, Ordering::SeqCst)
+    }
+
+    pub fn done_revalidating(&self) {
+        self.revalidating.store(false, Ordering::SeqCst);
+    }
+
+    /// The stored response's age and freshness lifetime.
+    pub fn age_and_lifetime(&self) -> (std::time::Duration, std::time::Duration) {
+        let f = self.freshness();
+        (f.age(), f.lifetime)
     }
 
     /// Records a read, for the admin listing.

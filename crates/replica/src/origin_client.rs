@@ -158,17 +158,13 @@ pub fn storable(status: StatusCode, headers: &HeaderMap) -> bool {
     if !(status == StatusCode::OK || status == StatusCode::PARTIAL_CONTENT) {
         return false;
     }
-    let directives = headers
-        .get_all(header::CACHE_CONTROL)
+    let forbidden = crate::freshness::directives(headers)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|d| d.trim().to_ascii_lowercase());
-    for directive in directives {
-        let name = directive.split('=').next().unwrap_or("");
-        if name == "no-store" || name == "private" {
-            return false;
-        }
+        // `private="field"` only restricts those fields, but storing the
+        // rest is an optimisation this cache does not make.
+        .any(|(name, _)| name == "no-store" || name == "private");
+    if forbidden {
+        return false;
     }
     // Variants by request header come with the Vary support; until then an
     // object that varies is passed through rather than served to the wrong
@@ -204,6 +200,9 @@ const NOT_REPLAYED: &[&str] = &[
     "access-control-allow-origin",
     "access-control-expose-headers",
     "access-control-allow-credentials",
+    // Targeted at this cache (RFC 9213); consumed here, not passed on.
+    "cdn-cache-control",
+    "vcdn-cache-control",
 ];
 
 /// The end-to-end headers of an origin response that the cache replays.

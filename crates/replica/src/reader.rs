@@ -3,8 +3,8 @@
 //! A pump task per viewer walks the chunks of the range. A ready chunk is
 //! read from its file; a filling chunk is followed: read up to the length
 //! its fill has published, then wait for more. Blocks go through a channel
-//! of two, so a viewer that stops reading stops its pump (back-pressure from
-//! the socket) and holds at most two blocks, while the fill it follows
+//! of one, so a viewer that stops reading stops its pump (back-pressure from
+//! the socket) and holds a few blocks at most, while the fill it follows
 //! carries on for everyone else.
 
 use std::io;
@@ -32,7 +32,10 @@ impl Pump {
     /// bytes cannot all be delivered the body ends with an error, so the
     /// viewer sees an aborted transfer, never a short one.
     pub fn body(&self, object: Arc<Object>, start: u64, end: u64) -> Body {
-        let (sender, receiver) = mpsc::channel::<io::Result<Bytes>>(2);
+        // One block waits in the channel while the viewer's connection
+        // sends the previous one: enough to keep a fast viewer busy, and
+        // what bounds a slow viewer's memory.
+        let (sender, receiver) = mpsc::channel::<io::Result<Bytes>>(1);
         let pump = self.clone();
         tokio::spawn(async move {
             let _active = crate::stats::StreamGuard::new(pump.store.stats());
@@ -182,11 +185,16 @@ impl Pump {
     async fn read(&self, file: &Arc<std::fs::File>, from: u64, to: u64) -> io::Result<Bytes> {
         let len = (to - from).min(self.read_block_bytes) as usize;
         let file = file.clone();
-        blocking(move || {
-            let mut buffer = vec![0u8; len];
+        // Allocated here, on a runtime thread, not on the blocking pool:
+        // blocks allocated on dozens of pool threads and freed on the
+        // runtime's scatter over as many malloc arenas, and with hundreds
+        // of viewers that doubled the replica's memory.
+        let mut buffer = vec![0u8; len];
+        let buffer = blocking(move || {
             file.read_exact_at(&mut buffer, from)?;
-            Ok(Bytes::from(buffer))
+            Ok(buffer)
         })
-        .await
+        .await?;
+        Ok(Bytes::from(buffer))
     }
 }

@@ -13,6 +13,7 @@ use vcdn_http::range::{self, RangeRequest};
 use crate::cache_status::CacheStatus;
 use crate::object::{Object, chunks_covering};
 use crate::origin_client;
+use crate::request::Directives;
 use crate::store::{Found, Lookup};
 
 pub(crate) async fn handler(
@@ -31,9 +32,17 @@ pub(crate) async fn handler(
         .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
     let hint = range::first_byte_hint(request.headers().get(header::RANGE)).unwrap_or(0);
 
-    let (object, found) = match replica.store.lookup(&key, hint).await {
+    let directives = Directives::of(request.headers());
+    let (object, found) = match replica.store.lookup(&key, hint, &directives).await {
         Lookup::Object(object, found) => (object, found),
         Lookup::Pass => return pass(&replica, request).await,
+        Lookup::NotCached => {
+            // RFC 9111 §5.2.1.7: only-if-cached and nothing usable stored.
+            let mut response =
+                (StatusCode::GATEWAY_TIMEOUT, "not cached (only-if-cached)\n").into_response();
+            CacheStatus::Pass.apply(replica.name(), response.headers_mut());
+            return response;
+        }
         Lookup::OriginFailed => {
             let mut response = (StatusCode::BAD_GATEWAY, "origin unavailable\n").into_response();
             CacheStatus::Pass.apply(replica.name(), response.headers_mut());
@@ -59,8 +68,8 @@ fn respond(
     let meta = &object.meta;
     let validators = meta.validators();
     let mut headers = HeaderMap::new();
-    for (name, value) in &meta.headers {
-        headers.append(name.clone(), value.clone());
+    for (name, value) in object.headers() {
+        headers.append(name, value);
     }
     headers.insert(header::AGE, HeaderValue::from(object.age_seconds()));
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
@@ -181,6 +190,13 @@ fn finish(
 /// nothing.
 async fn pass(replica: &crate::Shared, request: Request) -> Response {
     let (parts, body) = request.into_parts();
+    let authority = parts.uri.authority().map(|a| a.to_string()).or_else(|| {
+        parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_owned)
+    });
     let key = parts
         .uri
         .path_and_query()
@@ -205,6 +221,9 @@ async fn pass(replica: &crate::Shared, request: Request) -> Response {
     };
     let status = response.status();
     let mut headers = response.headers().clone();
+    if !parts.method.is_safe() && (status.is_success() || status.is_redirection()) {
+        invalidate_after_unsafe(replica, &key, authority.as_deref(), &headers);
+    }
     origin_client::strip_hop_by_hop(&mut headers);
     for name in [
         "access-control-allow-origin",
@@ -220,4 +239,35 @@ async fn pass(replica: &crate::Shared, request: Request) -> Response {
     });
     let body = Body::from_stream(stream.map_err(std::io::Error::other));
     finish(replica, status, headers, CacheStatus::Pass, body)
+}
+
+/// RFC 9111 §4.4: a non-error response to an unsafe method invalidates the
+/// stored responses of its URL, and of the URLs in `Location` and
+/// `Content-Location` when they are on the same host.
+fn invalidate_after_unsafe(
+    replica: &crate::Shared,
+    key: &str,
+    authority: Option<&str>,
+    response: &HeaderMap,
+) {
+    let path = key.split('?').next().unwrap_or(key);
+    let mut purged = replica.store.purge(Some(path), None);
+    for name in [header::LOCATION, header::CONTENT_LOCATION] {
+        let Some(target) = response.get(&name).and_then(|v| v.to_str().ok()) else {
+            continue;
+        };
+        let same_host_path = match target.parse::<http::Uri>() {
+            Ok(uri) if uri.authority().is_none() => Some(uri.path().to_owned()),
+            Ok(uri) if uri.authority().map(|a| a.as_str()) == authority => {
+                Some(uri.path().to_owned())
+            }
+            _ => None,
+        };
+        if let Some(target) = same_host_path.filter(|p| p.starts_with('/')) {
+            purged += replica.store.purge(Some(&target), None);
+        }
+    }
+    if purged > 0 {
+        tracing::info!(key, purged, "invalidated after an unsafe method");
+    }
 }

@@ -20,6 +20,7 @@ use crate::fill;
 use crate::freshness::Freshness;
 use crate::object::{Meta, Object};
 use crate::origin_client::OriginClient;
+use crate::request::{self, Directives, Use};
 use crate::stats::Stats;
 
 /// What a lookup found.
@@ -32,6 +33,8 @@ pub enum Lookup {
     Pass,
     /// The origin could not be reached or answered nonsense: 502.
     OriginFailed,
+    /// `only-if-cached` and nothing usable is stored: 504.
+    NotCached,
 }
 
 /// How a lookup came by its object.
@@ -182,25 +185,39 @@ impl Store {
     }
 
     /// Finds the object for `key`, discovering or revalidating it with the
-    /// origin if needed. `hint` is the byte the viewer wants first.
-    pub async fn lookup(self: &Arc<Self>, key: &str, hint: u64) -> Lookup {
+    /// origin if needed, as the request's cache directives allow. `hint` is
+    /// the byte the viewer wants first.
+    pub async fn lookup(self: &Arc<Self>, key: &str, hint: u64, request: &Directives) -> Lookup {
         let receiver = {
             let mut index = self.index();
+            let mut stale = None;
+            let mut in_flight = None;
             match index.get(key) {
-                Some(Slot::Known(object)) if !object.is_invalid() && object.is_fresh() => {
-                    return Lookup::Object(object.clone(), Found::Cached);
+                Some(Slot::Known(object)) if !object.is_invalid() => {
+                    match request::decide(object, request) {
+                        Use::Fresh => return Lookup::Object(object.clone(), Found::Cached),
+                        Use::Stale => return Lookup::Object(object.clone(), Found::Stale),
+                        Use::StaleWhileRevalidate => {
+                            self.revalidate_in_background(object);
+                            return Lookup::Object(object.clone(), Found::Stale);
+                        }
+                        Use::Revalidate => stale = Some(object.clone()),
+                    }
                 }
-                Some(Slot::Discovering(receiver)) => receiver.clone(),
-                found => {
-                    // Unknown or stale: one request to the origin, which
-                    // everyone asking meanwhile waits for.
-                    let stale = match found {
-                        Some(Slot::Known(object)) if !object.is_invalid() => Some(object.clone()),
-                        _ => None,
-                    };
-                    if stale.is_none() && self.is_low_disk() {
+                Some(Slot::Discovering(receiver)) => in_flight = Some(receiver.clone()),
+                _ => {}
+            }
+            if request.only_if_cached {
+                return Lookup::NotCached;
+            }
+            match in_flight {
+                Some(receiver) => receiver,
+                None => {
+                    if stale.is_none() && (request.no_store || self.is_low_disk()) {
                         return Lookup::Pass;
                     }
+                    // Unknown or stale: one request to the origin, which
+                    // everyone asking meanwhile waits for.
                     let (sender, receiver) = watch::channel(None);
                     index.insert(key.to_owned(), Slot::Discovering(receiver.clone()));
                     let store = self.clone();
@@ -210,11 +227,23 @@ impl Store {
                 }
             }
         };
-        let mut receiver = receiver;
-        match receiver.wait_for(Option::is_some).await {
-            Ok(found) => found.clone().unwrap_or(Lookup::OriginFailed),
-            Err(_) => Lookup::OriginFailed,
+        wait(receiver).await
+    }
+
+    /// Revalidates a stale object once, in the background, while viewers
+    /// are served the stale copy (`stale-while-revalidate`).
+    fn revalidate_in_background(self: &Arc<Self>, object: &Arc<Object>) {
+        if !object.start_revalidating() {
+            return;
         }
+        let store = self.clone();
+        let object = object.clone();
+        tokio::spawn(async move {
+            let (sender, _) = watch::channel(None);
+            let key = object.key.clone();
+            store.discover(key, 0, Some(object.clone()), sender).await;
+            object.done_revalidating();
+        });
     }
 
     /// Creates a new object: its directory and metadata file.
@@ -245,7 +274,9 @@ impl Store {
     /// Records a revalidation, on disk too so a restart keeps it.
     pub(crate) fn refresh(&self, object: &Arc<Object>, freshness: Freshness) {
         object.refresh(freshness);
-        let file = disk::MetaFile::new(&object.key, &object.meta, self.chunk_bytes, &freshness);
+        let mut meta = object.meta.clone();
+        meta.headers = object.headers();
+        let file = disk::MetaFile::new(&object.key, &meta, self.chunk_bytes, &freshness);
         let dir = object.dir.clone();
         tokio::spawn(fill::blocking(move || disk::write_meta(&dir, &file)));
     }
@@ -371,5 +402,12 @@ impl Store {
             .filter(|s| matches!(s, Slot::Known(_)))
             .count();
         self.stats.cache_objects.set(objects as i64);
+    }
+}
+
+async fn wait(mut receiver: watch::Receiver<Option<Lookup>>) -> Lookup {
+    match receiver.wait_for(Option::is_some).await {
+        Ok(found) => found.clone().unwrap_or(Lookup::OriginFailed),
+        Err(_) => Lookup::OriginFailed,
     }
 }
