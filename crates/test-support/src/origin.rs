@@ -121,6 +121,8 @@ struct Behaviour {
     hold_after: Option<u64>,
     cut_after: Option<u64>,
     cache_control: Option<String>,
+    extra_headers: Vec<(String, String)>,
+    fail_with: Option<StatusCode>,
 }
 
 struct OriginState {
@@ -227,6 +229,26 @@ impl TestOrigin {
     }
 
     /// The `Cache-Control` of every response (default `public, max-age=3600`).
+    /// Adds a header to every response (e.g. `CDN-Cache-Control`).
+    pub fn set_header(&self, name: &str, value: &str) {
+        self.state
+            .behaviour
+            .lock()
+            .unwrap()
+            .extra_headers
+            .push((name.to_owned(), value.to_owned()));
+    }
+
+    /// Answers every request with this status and no body (`None`: serve).
+    pub fn fail_with(&self, status: Option<StatusCode>) {
+        self.state.behaviour.lock().unwrap().fail_with = status;
+    }
+
+    /// Stops the origin: new connections are refused.
+    pub fn stop(&self) {
+        self.shutdown.cancel();
+    }
+
     pub fn set_cache_control(&self, value: &str) {
         self.state.behaviour.lock().unwrap().cache_control = Some(value.to_owned());
     }
@@ -286,6 +308,14 @@ async fn handle(State(state): State<Arc<OriginState>>, request: Request) -> Resp
         });
         state.requests.send_modify(|n| *n += 1);
     };
+    let (extra_headers, fail_with) = {
+        let b = state.behaviour.lock().unwrap();
+        (b.extra_headers.clone(), b.fail_with)
+    };
+    if let Some(status) = fail_with {
+        respond(status);
+        return status.into_response();
+    }
     let Some((content, etag)) = file else {
         respond(StatusCode::NOT_FOUND);
         return StatusCode::NOT_FOUND.into_response();
@@ -306,7 +336,11 @@ async fn handle(State(state): State<Arc<OriginState>>, request: Request) -> Resp
         == conditional::Precondition::NotModified
     {
         respond(StatusCode::NOT_MODIFIED);
-        return Response::builder()
+        let mut response = Response::builder();
+        for (name, value) in &extra_headers {
+            response = response.header(name.as_str(), value.as_str());
+        }
+        return response
             .status(StatusCode::NOT_MODIFIED)
             .header(header::ETAG, etag)
             .header(header::CACHE_CONTROL, cache_control)
@@ -321,7 +355,11 @@ async fn handle(State(state): State<Arc<OriginState>>, request: Request) -> Resp
     } else {
         RangeRequest::Full
     };
-    let mut response = Response::builder()
+    let mut response = Response::builder();
+    for (name, value) in &extra_headers {
+        response = response.header(name.as_str(), value.as_str());
+    }
+    let mut response = response
         .header(header::ETAG, etag)
         .header(header::CACHE_CONTROL, cache_control)
         .header(header::CONTENT_TYPE, "video/mp4");

@@ -1,0 +1,289 @@
+//! HTTP caching as RFC 9111 defines a shared cache, with RFC 5861's stale
+//! extensions and RFC 9213's CDN-Cache-Control, against a real test origin.
+
+use http::StatusCode;
+use vcdn_test_support::origin::{Content, TestOrigin};
+use vcdn_test_support::{RoleHandle, TestCluster, sha256};
+
+const KIB: u64 = 1024;
+
+async fn setup() -> (TestCluster, TestOrigin, RoleHandle) {
+    let cluster = TestCluster::new();
+    let origin = cluster.start_test_origin().await;
+    let config = vcdn_replica::Config {
+        chunk_bytes: 64 * KIB,
+        min_free_disk_bytes: 0,
+        ..Default::default()
+    };
+    let replica = cluster.start_replica(&origin.url(), config).await;
+    (cluster, origin, replica)
+}
+
+struct Got {
+    status: StatusCode,
+    cache: String,
+    headers: http::HeaderMap,
+    body: Vec<u8>,
+}
+
+async fn get(client: &reqwest::Client, url: &str, headers: &[(&str, &str)]) -> Got {
+    let mut request = client.get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    let headers = response.headers().clone();
+    Got {
+        status: response.status(),
+        cache: headers
+            .get("x-cache")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default(),
+        body: response.bytes().await.unwrap().to_vec(),
+        headers,
+    }
+}
+
+fn content(seed: u64) -> Content {
+    Content::Virtual {
+        len: 150 * KIB,
+        seed,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cdn_cache_control_takes_precedence_over_cache_control_for_this_cache() {
+    let (cluster, origin, replica) = setup().await;
+    let client = cluster.client();
+    // Browsers must not store it, this CDN may for a minute.
+    origin.set_cache_control("no-store");
+    origin.set_header("CDN-Cache-Control", "max-age=60");
+    origin.put("/a.mp4", content(1));
+    let url = format!("{}/a.mp4", replica.url());
+    assert_eq!(get(&client, &url, &[]).await.cache, "MISS");
+    let second = get(&client, &url, &[]).await;
+    assert_eq!(second.cache, "HIT");
+    assert_eq!(
+        second.headers["cache-control"], "no-store",
+        "passed on to browsers"
+    );
+    assert!(
+        !second.headers.contains_key("cdn-cache-control"),
+        "consumed by this cache"
+    );
+
+    // And the other way round: cacheable for browsers, not for this CDN.
+    let (cluster, origin, replica) = setup().await;
+    let client = cluster.client();
+    origin.set_cache_control("public, max-age=3600");
+    origin.set_header("CDN-Cache-Control", "no-store");
+    origin.put("/b.mp4", content(2));
+    let url = format!("{}/b.mp4", replica.url());
+    for _ in 0..2 {
+        let got = get(&client, &url, &[]).await;
+        assert_eq!(got.cache, "PASS");
+        assert_eq!(sha256(&got.body), content(2).sha256());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_while_revalidate_answers_at_once_and_revalidates_in_the_background() {
+    let (cluster, origin, replica) = setup().await;
+    let client = cluster.client();
+    origin.set_cache_control("max-age=0, stale-while-revalidate=600");
+    origin.put("/swr.mp4", content(3));
+    let url = format!("{}/swr.mp4", replica.url());
+    get(&client, &url, &[]).await;
+    let before = origin.requests().len();
+
+    let stale = get(&client, &url, &[]).await;
+    assert_eq!(stale.cache, "STALE");
+    assert_eq!(sha256(&stale.body), content(3).sha256());
+    // The revalidation happens once, in the background, conditionally.
+    origin.wait_requests(before + 1).await;
+    let revalidation = origin.requests()[before].clone();
+    assert!(revalidation.if_range.is_none());
+    assert_eq!(revalidation.status, StatusCode::NOT_MODIFIED);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_if_error_serves_the_stored_copy_when_the_origin_fails() {
+    let (cluster, origin, replica) = setup().await;
+    let client = cluster.client();
+    origin.set_cache_control("max-age=0, stale-if-error=600");
+    origin.put("/sie.mp4", content(4));
+    let url = format!("{}/sie.mp4", replica.url());
+    get(&client, &url, &[]).await;
+
+    origin.fail_with(Some(StatusCode::INTERNAL_SERVER_ERROR));
+    let got = get(&client, &url, &[]).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.cache, "STALE");
+    assert_eq!(sha256(&got.body), content(4).sha256());
+
+    // The error did not cost the stored copy.
+    origin.fail_with(None);
+    let again = get(&client, &url, &[]).await;
+    assert_eq!(again.cache, "REVALIDATED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_stale_if_error_the_origin_error_reaches_the_viewer() {
+    let (cluster, origin, replica) = setup().await;
+    let client = cluster.client();
+    origin.set_cache_control("max-age=0");
+    origin.put("/e.mp4", content(5));
+    let url = format!("{}/e.mp4", replica.url());
+    get(&client, &url, &[]).await;
+    origin.fail_with(Some(StatusCode::SERVICE_UNAVAILABLE));
+    let got = get(&client, &url, &[]).await;
+    assert_eq!(got.status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_origin_gets_stale_content_served_unless_must_revalidate() {
+    for (cache_control, served_stale) in
+        [("max-age=0", true), ("max-age=0, must-revalidate", false)]
+    {
+        let (cluster, origin, replica) = setup().await;
+        let client = cluster.client();
+        origin.set_cache_control(cache_control);
+        origin.put("/d.mp4", content(6));
+        let url = format!("{}/d.mp4", replica.url());
+        get(&client, &url, &[]).await;
+        origin.stop();
+        let got = get(&cluster.client(), &url, &[]).await;
+        if served_stale {
+            assert_eq!(got.status, StatusCode::OK, "{cache_control}");
+            assert_eq!(got.cache, "STALE");
+            assert_eq!(sha256(&got.body), content(6).sha256());
+        } else {
+            assert!(
+                got.status.is_server_error(),
+                "{cache_control}: {}",
+                got.status
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_no_cache_and_max_age_zero_make_the_replica_revalidate() {
+    let (cluster, origin, replica) = setup().await;
+    let client = cluster.client();
+    origin.put("/n.mp4", content(7));
+    let url = format!("{}/n.mp4", replica.url());
+    get(&client, &url, &[]).await;
+    assert_eq!(get(&client, &url, &[]).await.cache, "HIT");
+
+    for directive in [
+        ("cache-control", "no-cache"),
+        ("cache-control", "max-age=0"),
+        ("pragma", "no-cache"),
+    ] {
+        let before = origin.requests().len();
+        let got = get(&client, &url, &[directive]).await;
+        assert_eq!(got.cache, "REVALIDATED", "{directive:?}");
+        let asked = &origin.requests()[before..];
+        assert_eq!(asked.len(), 1);
+        assert_eq!(asked[0].status, StatusCode::NOT_MODIFIED);
+        assert_eq!(sha256(&got.body), content(7).sha256());
+    }
+    // max-stale accepts a stale copy without asking.
+    origin.set_cache_control("max-age=0");
+    origin.put("/s.mp4", content(8));
+    let url = format!("{}/s.mp4", replica.url());
+    get(&client, &url, &[]).await;
+    let before = origin.requests().len();
+    let got = get(&client, &url, &[("cache-control", "max-stale")]).await;
+    assert_eq!(got.cache, "STALE");
+    assert_eq!(origin.requests().len(), before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_if_cached_never_contacts_the_origin() {
+    let (cluster, origin, replica) = setup().await;
+    let client = cluster.client();
+    origin.put("/o.mp4", content(9));
+    let url = format!("{}/o.mp4", replica.url());
+    let cold = get(&client, &url, &[("cache-control", "only-if-cached")]).await;
+    assert_eq!(cold.status, StatusCode::GATEWAY_TIMEOUT);
+    assert!(origin.requests().is_empty());
+    get(&client, &url, &[]).await;
+    let warm = get(&client, &url, &[("cache-control", "only-if-cached")]).await;
+    assert_eq!(warm.status, StatusCode::OK);
+    assert_eq!(warm.cache, "HIT");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_no_store_is_answered_but_not_stored() {
+    let (cluster, origin, replica) = setup().await;
+    let client = cluster.client();
+    origin.put("/x.mp4", content(10));
+    let url = format!("{}/x.mp4", replica.url());
+    let got = get(&client, &url, &[("cache-control", "no-store")]).await;
+    assert_eq!(got.cache, "PASS");
+    assert_eq!(sha256(&got.body), content(10).sha256());
+    assert_eq!(
+        get(&client, &url, &[]).await.cache,
+        "MISS",
+        "nothing was stored"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successful_unsafe_request_invalidates_the_stored_url() {
+    let (cluster, origin, replica) = setup().await;
+    let client = cluster.client();
+    origin.put("/u.mp4", content(11));
+    let url = format!("{}/u.mp4", replica.url());
+    get(&client, &url, &[]).await;
+    assert_eq!(get(&client, &url, &[]).await.cache, "HIT");
+    for method in [http::Method::POST, http::Method::PUT, http::Method::DELETE] {
+        let response = client
+            .request(method.clone(), &url)
+            .body("x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["x-cache"], "PASS");
+        assert_eq!(
+            get(&client, &url, &[]).await.cache,
+            "MISS",
+            "after {method}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_304_updates_the_stored_headers() {
+    let (cluster, origin, replica) = setup().await;
+    let client = cluster.client();
+    origin.set_cache_control("max-age=0");
+    origin.put("/h.mp4", content(12));
+    let url = format!("{}/h.mp4", replica.url());
+    get(&client, &url, &[]).await;
+
+    origin.set_cache_control("public, max-age=600");
+    let revalidated = get(&client, &url, &[]).await;
+    assert_eq!(revalidated.cache, "REVALIDATED");
+    assert_eq!(revalidated.headers["cache-control"], "public, max-age=600");
+    let hit = get(&client, &url, &[]).await;
+    assert_eq!(hit.cache, "HIT", "fresh for ten minutes now");
+    assert_eq!(hit.headers["cache-control"], "public, max-age=600");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn age_counts_time_spent_in_caches_upstream() {
+    let (cluster, origin, replica) = setup().await;
+    let client = cluster.client();
+    // Already 100 s old with a 60 s lifetime: stale on arrival.
+    origin.set_cache_control("max-age=60");
+    origin.set_header("Age", "100");
+    origin.put("/age.mp4", content(13));
+    let url = format!("{}/age.mp4", replica.url());
+    let first = get(&client, &url, &[]).await;
+    let age: u64 = first.headers["age"].to_str().unwrap().parse().unwrap();
+    assert!(age >= 100, "age {age}");
+    assert_eq!(get(&client, &url, &[]).await.cache, "REVALIDATED");
+}
