@@ -144,7 +144,7 @@ pub struct Server {
     role: &'static str,
     listener: TcpListener,
     local_addr: SocketAddr,
-    acceptor: TlsAcceptor,
+    acceptor: Option<TlsAcceptor>,
     router: Router,
     limits: Limits,
 }
@@ -156,6 +156,26 @@ impl Server {
         role: &'static str,
         config: &Config,
         tls: Arc<rustls::ServerConfig>,
+        router: Router,
+    ) -> Result<Server, Error> {
+        Server::bind_with(role, config, Some(TlsAcceptor::from(tls)), router).await
+    }
+
+    /// Binds a plain-HTTP listener (HTTP/1.1 and prior-knowledge HTTP/2),
+    /// for deployments behind a TLS terminator and for benchmarks beside
+    /// caches that cannot speak TLS. Never the default.
+    pub async fn bind_plain(
+        role: &'static str,
+        config: &Config,
+        router: Router,
+    ) -> Result<Server, Error> {
+        Server::bind_with(role, config, None, router).await
+    }
+
+    async fn bind_with(
+        role: &'static str,
+        config: &Config,
+        acceptor: Option<TlsAcceptor>,
         router: Router,
     ) -> Result<Server, Error> {
         config.limits.validate()?;
@@ -173,7 +193,7 @@ impl Server {
             role,
             listener,
             local_addr,
-            acceptor: TlsAcceptor::from(tls),
+            acceptor,
             router,
             limits: config.limits.clone(),
         })
@@ -190,7 +210,12 @@ impl Server {
     /// Accepts and serves connections until `shutdown` is cancelled, then
     /// drains them.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
-        tracing::info!(role = self.role, addr = %self.local_addr, "listening (https, h2 + http/1.1)");
+        let scheme = if self.acceptor.is_some() {
+            "https, h2 + http/1.1"
+        } else {
+            "plain http"
+        };
+        tracing::info!(role = self.role, addr = %self.local_addr, "listening ({scheme})");
         let builder = Arc::new(self.builder());
         let permits = Arc::new(Semaphore::new(self.limits.max_connections));
         let limits = Arc::new(self.limits);
@@ -279,7 +304,7 @@ impl Server {
 struct Connection {
     role: &'static str,
     peer: SocketAddr,
-    acceptor: TlsAcceptor,
+    acceptor: Option<TlsAcceptor>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     router: Router,
     limits: Arc<Limits>,
@@ -289,22 +314,28 @@ struct Connection {
 impl Connection {
     async fn serve(self, tcp: TcpStream) {
         let _ = tcp.set_nodelay(true);
+        let Some(acceptor) = self.acceptor.clone() else {
+            return self.serve_io(tcp).await;
+        };
         let handshake = Duration::from_millis(self.limits.tls_handshake_timeout_ms);
-        let tls = match tokio::time::timeout(handshake, self.acceptor.accept(tcp)).await {
-            Ok(Ok(tls)) => tls,
+        match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => self.serve_io(tls).await,
             Ok(Err(e)) => {
                 tracing::debug!(role = self.role, peer = %self.peer, error = %e, "TLS handshake failed");
-                return;
             }
             Err(_) => {
                 tracing::debug!(role = self.role, peer = %self.peer, "TLS handshake timed out");
-                return;
             }
-        };
+        }
+    }
 
+    async fn serve_io<T>(self, stream: T)
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let activity = Activity::new();
         let io = TokioIo::new(Tracked {
-            inner: tls,
+            inner: stream,
             activity: activity.clone(),
         });
         let (peer, role, router) = (self.peer, self.role, self.router.clone());

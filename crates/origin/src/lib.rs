@@ -29,8 +29,11 @@ use vcdn_http::{CancellationToken, Server, Serving};
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Address to listen on.
+    /// Address to listen on (HTTPS, HTTP/2 and HTTP/1.1).
     pub listen: SocketAddr,
+    /// An extra plain-HTTP listener, off by default: for caches in front
+    /// that cannot speak TLS to their backend (Varnish, in benchmarks).
+    pub plain_listen: Option<SocketAddr>,
     /// The folder whose files are served.
     pub videos_dir: PathBuf,
     /// `Cache-Control` sent with every file, telling caches how long they
@@ -44,6 +47,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            plain_listen: None,
             videos_dir: PathBuf::from("videos"),
             cache_control: "public, max-age=3600".into(),
             catalog_max_files: 10_000,
@@ -92,6 +96,7 @@ pub(crate) struct State {
 /// A bound origin, ready to run.
 pub struct Origin {
     server: Server,
+    plain: Option<Server>,
 }
 
 /// Binds the origin's listener. The videos folder must exist.
@@ -119,6 +124,10 @@ pub async fn build(config: &Config, serving: &Serving) -> Result<Origin, Error> 
         .route("/api/videos", get(catalog::handler))
         .fallback(file::handler)
         .with_state(state);
+    let plain = match config.plain_listen {
+        Some(addr) => Some(Server::bind_plain("origin", &serving.at(addr), router.clone()).await?),
+        None => None,
+    };
     let server = Server::bind(
         "origin",
         &serving.at(config.listen),
@@ -126,7 +135,7 @@ pub async fn build(config: &Config, serving: &Serving) -> Result<Origin, Error> 
         router,
     )
     .await?;
-    Ok(Origin { server })
+    Ok(Origin { server, plain })
 }
 
 impl Origin {
@@ -134,7 +143,19 @@ impl Origin {
         self.server.local_addr()
     }
 
+    /// The plain-HTTP listener's address, when configured.
+    pub fn plain_addr(&self) -> Option<SocketAddr> {
+        self.plain.as_ref().map(Server::local_addr)
+    }
+
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
-        Ok(self.server.run(shutdown).await?)
+        let plain = self
+            .plain
+            .map(|plain| tokio::spawn(plain.run(shutdown.clone())));
+        let result = self.server.run(shutdown).await;
+        if let Some(plain) = plain {
+            let _ = plain.await;
+        }
+        Ok(result?)
     }
 }

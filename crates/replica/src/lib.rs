@@ -45,8 +45,11 @@ use vcdn_http::{CancellationToken, Server, Serving};
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Address to listen on.
+    /// Address to listen on (HTTPS, HTTP/2 and HTTP/1.1).
     pub listen: SocketAddr,
+    /// An extra plain-HTTP listener, off by default: for a replica behind a
+    /// TLS terminator, or benchmarks beside caches without TLS.
+    pub plain_listen: Option<SocketAddr>,
     /// Name in `X-Served-By` and `Cache-Status`; `vcdn-<port>` by default.
     pub name: Option<String>,
     /// Base URL of the origin, e.g. `https://origin.example:8080`.
@@ -86,6 +89,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            plain_listen: None,
             name: None,
             origin: "https://localhost:8080".into(),
             origin_ca_file: None,
@@ -177,6 +181,7 @@ impl Shared {
 /// A bound replica, ready to run.
 pub struct Replica {
     server: Server,
+    plain: Option<Server>,
     name: String,
     shared: Arc<Shared>,
     config: Config,
@@ -249,6 +254,10 @@ pub async fn build(config: &Config, serving: &Serving) -> Result<Replica, Error>
         .nest("/admin", admin)
         .fallback(respond::handler)
         .with_state(shared.clone());
+    let plain = match config.plain_listen {
+        Some(addr) => Some(Server::bind_plain("replica", &serving.at(addr), router.clone()).await?),
+        None => None,
+    };
     let server = Server::bind(
         "replica",
         &serving.at(config.listen),
@@ -263,6 +272,7 @@ pub async fn build(config: &Config, serving: &Serving) -> Result<Replica, Error>
     let _ = shared.name.set(name.clone());
     Ok(Replica {
         server,
+        plain,
         name,
         shared,
         config: config.clone(),
@@ -310,6 +320,11 @@ impl Replica {
         &self.name
     }
 
+    /// The plain-HTTP listener's address, when configured.
+    pub fn plain_addr(&self) -> Option<SocketAddr> {
+        self.plain.as_ref().map(Server::local_addr)
+    }
+
     /// Serves until `shutdown`, with the background work of a replica:
     /// per-second rates, the free-disk guard and the controller heartbeat.
     pub async fn run(self, shutdown: CancellationToken) -> Result<(), Error> {
@@ -325,7 +340,13 @@ impl Replica {
             shutdown.clone(),
         ));
         let grace = self.server.limits().shutdown_grace_ms;
+        let plain = self
+            .plain
+            .map(|plain| tokio::spawn(plain.run(shutdown.clone())));
         let result = self.server.run(shutdown).await;
+        if let Some(plain) = plain {
+            let _ = plain.await;
+        }
         background.abort();
         // Let chunks being fetched land on disk, within the grace period,
         // so a restart does not fetch them again.
