@@ -208,6 +208,9 @@ impl LocalPki {
         for name in &names {
             params.subject_alt_names.push(match name.parse::<IpAddr>() {
                 Ok(ip) => SanType::IpAddress(ip),
+                Err(_) if !valid_dns_name(name) => {
+                    return Err(Error::Config(format!("`{name}` is not a valid DNS name")));
+                }
                 Err(_) => SanType::DnsName(
                     name.clone()
                         .try_into()
@@ -230,6 +233,21 @@ impl LocalPki {
         );
         Ok(pki)
     }
+}
+
+/// A host name as a certificate may carry it: dot-separated labels of
+/// letters, digits and inner hyphens, optionally a leading `*.` wildcard.
+fn valid_dns_name(name: &str) -> bool {
+    let name = name.strip_prefix("*.").unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 fn ca_params() -> CertificateParams {
