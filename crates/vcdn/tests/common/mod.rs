@@ -6,6 +6,9 @@
 //! `replica  https://localhost:<port>  (...)` line on stdout. Its stderr is
 //! forwarded to the test's (captured) output. Dropping the handle kills it.
 
+// Each test binary that includes this module uses only part of it.
+#![allow(dead_code)]
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
