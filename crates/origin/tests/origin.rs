@@ -7,6 +7,7 @@
 //! - `content_types`: media types and nested HLS/DASH trees.
 //! - `catalog`: `GET /api/videos`.
 //! - `paths`: path-escape attempts, sent raw.
+//! - `limits`: oversized heads, slow and idle clients.
 //! - `methods`: 405s and CORS.
 //! - `service`: health and a large download.
 //!
@@ -20,6 +21,8 @@ mod conditionals;
 mod content_types;
 #[path = "origin/head.rs"]
 mod head;
+#[path = "origin/limits.rs"]
+mod limits;
 #[path = "origin/methods.rs"]
 mod methods;
 #[path = "origin/paths.rs"]
