@@ -235,7 +235,10 @@ pub(crate) async fn prefetch_progress(
 
 /// Fetches every chunk of one path into the cache; returns its size.
 async fn warm(store: &Arc<Store>, path: &str) -> Result<u64, &'static str> {
-    let object = match store.lookup(path, 0, &Directives::default()).await {
+    let object = match store
+        .lookup(path, 0, &Directives::default(), &http::HeaderMap::new())
+        .await
+    {
         Lookup::Object(object, _) => object,
         Lookup::Pass => return Err("not cacheable"),
         Lookup::OriginFailed | Lookup::NotCached => return Err("origin unavailable"),

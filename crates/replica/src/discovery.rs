@@ -16,6 +16,7 @@ use crate::freshness::{self, Freshness};
 use crate::object::{Meta, Object};
 use crate::origin_client;
 use crate::store::{Found, Lookup, Slot, Store};
+use crate::variant;
 
 impl Store {
     /// Asks the origin for the chunk holding byte `hint` and learns the
@@ -26,6 +27,7 @@ impl Store {
         key: String,
         hint: u64,
         stale: Option<Arc<Object>>,
+        negotiated: variant::Values,
         sender: watch::Sender<Option<Lookup>>,
     ) {
         let chunk = hint / self.chunk_bytes;
@@ -36,7 +38,7 @@ impl Store {
         self.stats.origin_requests.inc();
         let response = match self
             .origin
-            .fetch_conditional(&key, (first, last), conditional.as_ref())
+            .fetch_conditional(&key, (first, last), conditional.as_ref(), &negotiated)
             .await
         {
             Ok(response) => response,
@@ -108,6 +110,14 @@ impl Store {
             tracing::debug!(key, %status, "not cacheable: passing through");
             return self.finish_discovery(&key, &sender, Lookup::Pass, None);
         }
+        // A response that varies is stored as the variant of the values
+        // this request carried (see `variant`).
+        let vary = match variant::of_response(&headers) {
+            variant::Vary::On(names) => variant::select(&negotiated, &names),
+            _ => Vec::new(),
+        };
+        self.record_vary(variant::primary(&key), &variant::names(&vary));
+        let object_key = variant::key(variant::primary(&key), &vary);
         let etag = headers.get(header::ETAG).cloned();
         let last_modified = headers.get(header::LAST_MODIFIED).cloned();
         let has_validator = etag
@@ -139,9 +149,10 @@ impl Store {
             last_modified,
             headers: origin_client::replayed_headers(&headers),
             ranged,
+            vary,
         };
         let object = match self
-            .create(&key, meta, Freshness::of(&headers, requested))
+            .create(&object_key, meta, Freshness::of(&headers, requested))
             .await
         {
             Ok(object) => object,
@@ -198,7 +209,12 @@ impl Store {
             let mut index = self.index();
             match (&found, kept) {
                 (Lookup::Object(object, _), _) => {
-                    index.insert(key.to_owned(), Slot::Known(object.clone()));
+                    // A first response that varies is stored under its
+                    // variant's key, not the URL's the lookup used.
+                    if object.key != key {
+                        index.remove(key);
+                    }
+                    index.insert(object.key.clone(), Slot::Known(object.clone()));
                 }
                 (_, Some(kept)) if !kept.is_invalid() => {
                     index.insert(key.to_owned(), Slot::Known(kept.clone()));

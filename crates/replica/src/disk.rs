@@ -45,6 +45,9 @@ pub struct MetaFile {
     pub received_unix_ms: u64,
     pub initial_age_ms: u64,
     pub lifetime_ms: u64,
+    /// The request header values of a variant (see `variant`).
+    #[serde(default)]
+    pub vary: Vec<(String, Option<String>)>,
 }
 
 impl MetaFile {
@@ -70,6 +73,11 @@ impl MetaFile {
             received_unix_ms: unix_ms(received),
             initial_age_ms: freshness.initial_age.as_millis() as u64,
             lifetime_ms: freshness.lifetime.as_millis() as u64,
+            vary: meta
+                .vary
+                .iter()
+                .map(|(n, v)| (n.as_str().to_owned(), v.clone()))
+                .collect(),
         }
     }
 
@@ -90,6 +98,11 @@ impl MetaFile {
                 })
                 .collect::<Option<Vec<_>>>()?,
             ranged: self.ranged,
+            vary: self
+                .vary
+                .iter()
+                .map(|(n, v)| Some((HeaderName::from_bytes(n.as_bytes()).ok()?, v.clone())))
+                .collect::<Option<Vec<_>>>()?,
         })
     }
 
@@ -271,6 +284,7 @@ mod tests {
                 HeaderValue::from_static("video/mp4"),
             )],
             ranged: true,
+            vary: vec![(http::header::ACCEPT_LANGUAGE, Some("fr".into()))],
         }
     }
 
@@ -304,6 +318,7 @@ mod tests {
         assert_eq!(report.removed_files, 2);
         assert!(!orphan.exists(), "a directory without metadata is removed");
         assert_eq!(loaded[0].meta.headers, meta(10).headers);
+        assert_eq!(loaded[0].meta.vary, meta(10).vary, "variants survive restarts");
     }
 
     #[test]

@@ -105,7 +105,7 @@ impl Store {
         self.stats.origin_requests.inc();
         let response = match self
             .origin
-            .fetch(&object.key, range, if_range.as_ref())
+            .fetch(&object.key, range, if_range.as_ref(), &object.meta.vary)
             .await
         {
             Ok(response) => response,

@@ -30,6 +30,7 @@ pub mod request;
 pub mod respond;
 pub mod stats;
 pub mod store;
+pub mod variant;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -30,6 +30,9 @@ pub struct Meta {
     /// that ignore `Range` or send no validator: those are filled by one
     /// whole-object response, the only way to be sure of one version.
     pub ranged: bool,
+    /// For a response with `Vary`: the request header values this variant
+    /// was fetched with (empty otherwise).
+    pub vary: crate::variant::Values,
 }
 
 impl Meta {
@@ -453,6 +456,7 @@ mod tests {
             last_modified: None,
             headers: vec![],
             ranged: true,
+            vary: vec![],
         }
     }
 

@@ -86,8 +86,9 @@ impl OriginClient {
         })
     }
 
+    /// The origin URL of an index key (its variant part removed).
     pub fn url(&self, key: &str) -> String {
-        format!("{}{}", self.base, key)
+        format!("{}{}", self.base, crate::variant::primary(key))
     }
 
     /// A fill request: the whole object, or bytes `first..=last` pinned to a
@@ -97,11 +98,15 @@ impl OriginClient {
         key: &str,
         range: Option<(u64, u64)>,
         if_range: Option<&HeaderValue>,
+        vary: &crate::variant::Values,
     ) -> Result<reqwest::Response, reqwest::Error> {
         let mut request = self
             .client
             .get(self.url(key))
             .header(header::ACCEPT_ENCODING, "identity");
+        for (name, value) in crate::variant::request_headers(vary) {
+            request = request.header(name, value);
+        }
         if let Some((first, last)) = range {
             request = request.header(header::RANGE, format!("bytes={first}-{last}"));
             if let Some(if_range) = if_range {
@@ -119,12 +124,16 @@ impl OriginClient {
         key: &str,
         (first, last): (u64, u64),
         stale: Option<&crate::object::Meta>,
+        negotiated: &crate::variant::Values,
     ) -> Result<reqwest::Response, reqwest::Error> {
         let mut request = self
             .client
             .get(self.url(key))
             .header(header::ACCEPT_ENCODING, "identity")
             .header(header::RANGE, format!("bytes={first}-{last}"));
+        for (name, value) in crate::variant::request_headers(negotiated) {
+            request = request.header(name, value);
+        }
         if let Some(meta) = stale {
             if let Some(etag) = &meta.etag {
                 request = request.header(header::IF_NONE_MATCH, etag.clone());
@@ -166,13 +175,8 @@ pub fn storable(status: StatusCode, headers: &HeaderMap) -> bool {
     if forbidden {
         return false;
     }
-    // Variants by request header come with the Vary support; until then an
-    // object that varies is passed through rather than served to the wrong
-    // viewer.
-    if headers.contains_key(header::VARY) {
-        return false;
-    }
-    true
+    // What `Vary` allows is decided with the variants (see `variant`).
+    crate::variant::of_response(headers) != crate::variant::Vary::Unstorable
 }
 
 /// Headers that describe one message or connection, never replayed from

@@ -15,6 +15,7 @@ use crate::object::{Object, chunks_covering};
 use crate::origin_client;
 use crate::request::Directives;
 use crate::store::{Found, Lookup};
+use crate::variant;
 
 pub(crate) async fn handler(
     State(replica): State<Arc<crate::Shared>>,
@@ -33,8 +34,25 @@ pub(crate) async fn handler(
     let hint = range::first_byte_hint(request.headers().get(header::RANGE)).unwrap_or(0);
 
     let directives = Directives::of(request.headers());
-    let (object, found) = match replica.store.lookup(&key, hint, &directives).await {
-        Lookup::Object(object, found) => (object, found),
+    // A lookup that waited on another viewer's discovery may find that the
+    // URL varies and this viewer needs another variant: it looks again, now
+    // keyed by variant.
+    let mut found = Lookup::Pass;
+    for _ in 0..3 {
+        found = replica
+            .store
+            .lookup(&key, hint, &directives, request.headers())
+            .await;
+        match &found {
+            Lookup::Object(object, _) if !variant_matches(object, request.headers()) => {}
+            _ => break,
+        }
+    }
+    let (object, found) = match found {
+        Lookup::Object(object, found) if variant_matches(&object, request.headers()) => {
+            (object, found)
+        }
+        Lookup::Object(..) => return pass(&replica, request).await,
         Lookup::Pass => return pass(&replica, request).await,
         Lookup::NotCached => {
             // RFC 9111 §5.2.1.7: only-if-cached and nothing usable stored.
@@ -53,6 +71,13 @@ pub(crate) async fn handler(
         Some(response) => response,
         None => pass(&replica, request).await,
     }
+}
+
+/// Whether a stored variant was fetched with this request's values of the
+/// headers it varies on.
+fn variant_matches(object: &Object, request: &HeaderMap) -> bool {
+    let stored = &object.meta.vary;
+    stored.is_empty() || variant::values(request, &variant::names(stored)) == *stored
 }
 
 /// Answers a GET or HEAD from a (possibly still filling) object; `None`

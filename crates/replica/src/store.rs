@@ -22,6 +22,7 @@ use crate::object::{Meta, Object};
 use crate::origin_client::OriginClient;
 use crate::request::{self, Directives, Use};
 use crate::stats::Stats;
+use crate::variant;
 
 /// What a lookup found.
 #[derive(Clone)]
@@ -82,6 +83,8 @@ pub struct Store {
     pub(crate) index: Mutex<HashMap<String, Slot>>,
     budget: Mutex<Budget>,
     next_id: AtomicU64,
+    /// URLs known to vary, and the request headers they vary on.
+    vary_specs: Mutex<HashMap<String, Vec<http::HeaderName>>>,
     /// Set while free disk is below the minimum: nothing new is stored.
     pub(crate) low_disk: AtomicBool,
     /// Origin responses being written, so shutdown can let them finish.
@@ -113,6 +116,7 @@ impl Store {
                 objects: HashMap::new(),
             }),
             next_id: AtomicU64::new(1),
+            vary_specs: Mutex::new(HashMap::new()),
             low_disk: AtomicBool::new(false),
             fills: watch::channel(0).0,
         };
@@ -128,6 +132,10 @@ impl Store {
                 chunk_bytes,
                 loaded.freshness,
             ));
+            store.record_vary(
+                variant::primary(&object.key),
+                &variant::names(&object.meta.vary),
+            );
             for (index, written) in loaded.ready {
                 object.mark_ready(index);
                 ready.push((written, object.clone(), index));
@@ -187,7 +195,20 @@ impl Store {
     /// Finds the object for `key`, discovering or revalidating it with the
     /// origin if needed, as the request's cache directives allow. `hint` is
     /// the byte the viewer wants first.
-    pub async fn lookup(self: &Arc<Self>, key: &str, hint: u64, request: &Directives) -> Lookup {
+    pub async fn lookup(
+        self: &Arc<Self>,
+        primary: &str,
+        hint: u64,
+        request: &Directives,
+        request_headers: &http::HeaderMap,
+    ) -> Lookup {
+        // The variant this request selects, once the URL is known to vary.
+        let negotiated = variant::values(request_headers, &variant::NEGOTIATED);
+        let key = match self.vary_spec(primary) {
+            Some(names) => variant::key(primary, &variant::select(&negotiated, &names)),
+            None => primary.to_owned(),
+        };
+        let key = key.as_str();
         let receiver = {
             let mut index = self.index();
             let mut stale = None;
@@ -222,12 +243,32 @@ impl Store {
                     index.insert(key.to_owned(), Slot::Discovering(receiver.clone()));
                     let store = self.clone();
                     let key = key.to_owned();
-                    tokio::spawn(async move { store.discover(key, hint, stale, sender).await });
+                    tokio::spawn(async move {
+                        store.discover(key, hint, stale, negotiated, sender).await
+                    });
                     receiver
                 }
             }
         };
         wait(receiver).await
+    }
+
+    fn vary_spec(&self, primary: &str) -> Option<Vec<http::HeaderName>> {
+        self.vary_specs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(primary)
+            .cloned()
+    }
+
+    /// Records what a URL varies on (nothing: forgets it).
+    pub(crate) fn record_vary(&self, primary: &str, names: &[http::HeaderName]) {
+        let mut specs = self.vary_specs.lock().unwrap_or_else(|p| p.into_inner());
+        if names.is_empty() {
+            specs.remove(primary);
+        } else {
+            specs.insert(primary.to_owned(), names.to_vec());
+        }
     }
 
     /// Revalidates a stale object once, in the background, while viewers
@@ -241,7 +282,10 @@ impl Store {
         tokio::spawn(async move {
             let (sender, _) = watch::channel(None);
             let key = object.key.clone();
-            store.discover(key, 0, Some(object.clone()), sender).await;
+            let negotiated = object.meta.vary.clone();
+            store
+                .discover(key, 0, Some(object.clone()), negotiated, sender)
+                .await;
             object.done_revalidating();
         });
     }
@@ -353,6 +397,7 @@ impl Store {
     /// prefix. Returns how many objects were dropped.
     pub fn purge(&self, path: Option<&str>, prefix: Option<&str>) -> usize {
         let matches = |key: &str| {
+            let key = variant::primary(key);
             let key_path = key.split('?').next().unwrap_or(key);
             path.is_some_and(|p| key_path == p) || prefix.is_some_and(|p| key.starts_with(p))
         };
@@ -378,7 +423,7 @@ impl Store {
             .values()
             .filter_map(|slot| match slot {
                 Slot::Known(object) => Some(Listed {
-                    path: object.key.clone(),
+                    path: variant::primary(&object.key).to_owned(),
                     bytes: object.ready_bytes(),
                     total_bytes: object.meta.total,
                     chunks: object.ready_chunks(),

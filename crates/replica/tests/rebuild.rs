@@ -35,6 +35,7 @@ fn index_rebuild_of_100k_chunks() {
                 HeaderValue::from_static("video/mp4"),
             )],
             ranged: true,
+            vary: vec![],
         };
         let dir = cache
             .path()

@@ -287,3 +287,59 @@ async fn age_counts_time_spent_in_caches_upstream() {
     assert!(age >= 100, "age {age}");
     assert_eq!(get(&client, &url, &[]).await.cache, "REVALIDATED");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn responses_that_vary_are_stored_and_served_per_variant() {
+    let (cluster, origin, replica) = setup().await;
+    let client = cluster.client();
+    let french = content(20);
+    let english = content(21);
+    origin.put_variant("/talk.mp4", "fr", french.clone());
+    origin.put_variant("/talk.mp4", "en", english.clone());
+    let url = format!("{}/talk.mp4", replica.url());
+
+    let fr = get(&client, &url, &[("accept-language", "fr")]).await;
+    assert_eq!(fr.cache, "MISS");
+    assert_eq!(sha256(&fr.body), french.sha256());
+    assert_eq!(fr.headers["vary"], "Accept-Language");
+    let en = get(&client, &url, &[("accept-language", "en")]).await;
+    assert_eq!(en.cache, "MISS", "another variant is another object");
+    assert_eq!(sha256(&en.body), english.sha256());
+
+    for _ in 0..2 {
+        let fr = get(&client, &url, &[("accept-language", "fr")]).await;
+        assert_eq!(
+            (fr.cache.as_str(), sha256(&fr.body)),
+            ("HIT", french.sha256())
+        );
+        let en = get(&client, &url, &[("accept-language", "en")]).await;
+        assert_eq!(
+            (en.cache.as_str(), sha256(&en.body)),
+            ("HIT", english.sha256())
+        );
+    }
+    // Ranges of a variant come from that variant.
+    let range = get(
+        &client,
+        &url,
+        &[("accept-language", "en"), ("range", "bytes=70000-70099")],
+    )
+    .await;
+    assert_eq!(range.body, english.slice(70_000, 100));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vary_star_and_unkeyable_vary_are_passed_through() {
+    for vary in ["*", "User-Agent"] {
+        let (cluster, origin, replica) = setup().await;
+        let client = cluster.client();
+        origin.set_header("Vary", vary);
+        origin.put("/any.mp4", content(22));
+        let url = format!("{}/any.mp4", replica.url());
+        for _ in 0..2 {
+            let got = get(&client, &url, &[]).await;
+            assert_eq!(got.cache, "PASS", "Vary: {vary}");
+            assert_eq!(sha256(&got.body), content(22).sha256());
+        }
+    }
+}

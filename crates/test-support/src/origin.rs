@@ -201,6 +201,13 @@ impl TestOrigin {
         );
     }
 
+    /// Publishes the `language` variant of a path: requests with that
+    /// `Accept-Language` get it, and every response for the path says
+    /// `Vary: Accept-Language`.
+    pub fn put_variant(&self, path: &str, language: &str, content: Content) {
+        self.put(&format!("{path}@{language}"), content);
+    }
+
     /// Whether `Range` is honoured (true) or ignored with a 200 (false).
     pub fn set_ranges(&self, on: bool) {
         self.state.ranges.store(on, Ordering::SeqCst);
@@ -292,11 +299,16 @@ impl TestOrigin {
 async fn handle(State(state): State<Arc<OriginState>>, request: Request) -> Response {
     let path = request.uri().path().to_owned();
     let headers = request.headers().clone();
-    let file = {
+    let language = header_text(&headers, header::ACCEPT_LANGUAGE).unwrap_or_default();
+    let (file, varies) = {
         let files = state.files.lock().unwrap();
-        files
-            .get(&path)
-            .map(|f| (f.content.clone(), f.etag.clone()))
+        let varies = files.keys().any(|k| k.starts_with(&format!("{path}@")));
+        let chosen = if varies {
+            files.get(&format!("{path}@{language}"))
+        } else {
+            files.get(&path)
+        };
+        (chosen.map(|f| (f.content.clone(), f.etag.clone())), varies)
     };
     let respond = |status: StatusCode| {
         state.log.lock().unwrap().push(Logged {
@@ -308,10 +320,13 @@ async fn handle(State(state): State<Arc<OriginState>>, request: Request) -> Resp
         });
         state.requests.send_modify(|n| *n += 1);
     };
-    let (extra_headers, fail_with) = {
+    let (mut extra_headers, fail_with) = {
         let b = state.behaviour.lock().unwrap();
         (b.extra_headers.clone(), b.fail_with)
     };
+    if varies {
+        extra_headers.push(("vary".into(), "Accept-Language".into()));
+    }
     if let Some(status) = fail_with {
         respond(status);
         return status.into_response();
