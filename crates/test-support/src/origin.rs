@@ -106,12 +106,15 @@ pub struct Logged {
     pub path: String,
     pub range: Option<String>,
     pub if_range: Option<String>,
+    pub if_none_match: Option<String>,
     pub status: StatusCode,
 }
 
 struct File {
     content: Content,
     etag: String,
+    /// Caching headers of this path, replacing the origin-wide ones.
+    headers: Option<Vec<(String, String)>>,
 }
 
 #[derive(Default)]
@@ -197,8 +200,24 @@ impl TestOrigin {
             File {
                 content,
                 etag: format!("\"v{version}\""),
+                headers: None,
             },
         );
+    }
+
+    /// Publishes a file whose responses carry exactly these caching headers
+    /// (besides ETag and the message headers) instead of the origin-wide
+    /// `Cache-Control`.
+    pub fn put_with(&self, path: &str, content: Content, headers: &[(&str, &str)]) {
+        self.put(path, content);
+        if let Some(file) = self.state.files.lock().unwrap().get_mut(path) {
+            file.headers = Some(
+                headers
+                    .iter()
+                    .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                    .collect(),
+            );
+        }
     }
 
     /// Publishes the `language` variant of a path: requests with that
@@ -277,6 +296,19 @@ impl TestOrigin {
         let _ = requests.wait_for(|&r| r >= n).await;
     }
 
+    /// Waits until the origin has received `n` requests for one path.
+    pub async fn wait_requests_for(&self, path: &str, n: usize) {
+        let mut requests = self.state.requests.subscribe();
+        loop {
+            if self.requests_for(path).len() >= n {
+                return;
+            }
+            if requests.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
     /// Every request so far.
     pub fn requests(&self) -> Vec<Logged> {
         self.state.log.lock().unwrap().clone()
@@ -308,7 +340,10 @@ async fn handle(State(state): State<Arc<OriginState>>, request: Request) -> Resp
         } else {
             files.get(&path)
         };
-        (chosen.map(|f| (f.content.clone(), f.etag.clone())), varies)
+        (
+            chosen.map(|f| (f.content.clone(), f.etag.clone(), f.headers.clone())),
+            varies,
+        )
     };
     let respond = |status: StatusCode| {
         state.log.lock().unwrap().push(Logged {
@@ -316,6 +351,7 @@ async fn handle(State(state): State<Arc<OriginState>>, request: Request) -> Resp
             path: path.clone(),
             range: header_text(&headers, header::RANGE),
             if_range: header_text(&headers, header::IF_RANGE),
+            if_none_match: header_text(&headers, header::IF_NONE_MATCH),
             status,
         });
         state.requests.send_modify(|n| *n += 1);
@@ -331,7 +367,7 @@ async fn handle(State(state): State<Arc<OriginState>>, request: Request) -> Resp
         respond(status);
         return status.into_response();
     }
-    let Some((content, etag)) = file else {
+    let Some((content, etag, path_headers)) = file else {
         respond(StatusCode::NOT_FOUND);
         return StatusCode::NOT_FOUND.into_response();
     };
@@ -340,13 +376,21 @@ async fn handle(State(state): State<Arc<OriginState>>, request: Request) -> Resp
         etag: ETag::parse(&etag),
         last_modified: None,
     };
-    let cache_control = state
-        .behaviour
-        .lock()
-        .unwrap()
-        .cache_control
-        .clone()
-        .unwrap_or_else(|| "public, max-age=3600".into());
+    let cache_control = match &path_headers {
+        Some(own) => {
+            extra_headers.extend(own.iter().cloned());
+            None
+        }
+        None => Some(
+            state
+                .behaviour
+                .lock()
+                .unwrap()
+                .cache_control
+                .clone()
+                .unwrap_or_else(|| "public, max-age=3600".into()),
+        ),
+    };
     if conditional::evaluate(request.method(), &headers, &validators)
         == conditional::Precondition::NotModified
     {
@@ -355,10 +399,12 @@ async fn handle(State(state): State<Arc<OriginState>>, request: Request) -> Resp
         for (name, value) in &extra_headers {
             response = response.header(name.as_str(), value.as_str());
         }
+        if let Some(cache_control) = &cache_control {
+            response = response.header(header::CACHE_CONTROL, cache_control.as_str());
+        }
         return response
             .status(StatusCode::NOT_MODIFIED)
             .header(header::ETAG, etag)
-            .header(header::CACHE_CONTROL, cache_control)
             .header(header::CONTENT_LENGTH, HeaderValue::from(len))
             .body(Body::empty())
             .unwrap_or_default();
@@ -374,9 +420,11 @@ async fn handle(State(state): State<Arc<OriginState>>, request: Request) -> Resp
     for (name, value) in &extra_headers {
         response = response.header(name.as_str(), value.as_str());
     }
+    if let Some(cache_control) = &cache_control {
+        response = response.header(header::CACHE_CONTROL, cache_control.as_str());
+    }
     let mut response = response
         .header(header::ETAG, etag)
-        .header(header::CACHE_CONTROL, cache_control)
         .header(header::CONTENT_TYPE, "video/mp4");
     if state.ranges.load(Ordering::SeqCst) {
         response = response.header(header::ACCEPT_RANGES, "bytes");
