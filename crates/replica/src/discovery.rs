@@ -18,6 +18,10 @@ use crate::origin_client;
 use crate::store::{Found, Lookup, Slot, Store};
 use crate::variant;
 
+/// How long an uncacheable answer sends the URL's requests straight to
+/// the origin before it is asked again whether it may be cached.
+const PASS_MEMORY: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl Store {
     /// Asks the origin for the chunk holding byte `hint` and learns the
     /// object from the answer. With a `stale` object the request is
@@ -218,6 +222,12 @@ impl Store {
                 }
                 (_, Some(kept)) if !kept.is_invalid() => {
                     index.insert(key.to_owned(), Slot::Known(kept.clone()));
+                }
+                (Lookup::Pass, None) => {
+                    // Hit-for-pass: for a while, requests for this URL go
+                    // straight to the origin instead of asking twice.
+                    let until = Instant::now() + PASS_MEMORY;
+                    index.insert(key.to_owned(), Slot::Pass(until));
                 }
                 _ => {
                     index.remove(key);

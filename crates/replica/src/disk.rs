@@ -318,7 +318,11 @@ mod tests {
         assert_eq!(report.removed_files, 2);
         assert!(!orphan.exists(), "a directory without metadata is removed");
         assert_eq!(loaded[0].meta.headers, meta(10).headers);
-        assert_eq!(loaded[0].meta.vary, meta(10).vary, "variants survive restarts");
+        assert_eq!(
+            loaded[0].meta.vary,
+            meta(10).vary,
+            "variants survive restarts"
+        );
     }
 
     #[test]

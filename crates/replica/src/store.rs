@@ -54,6 +54,8 @@ pub enum Found {
 pub(crate) enum Slot {
     Known(Arc<Object>),
     Discovering(watch::Receiver<Option<Lookup>>),
+    /// Recently found uncacheable: pass requests through until then.
+    Pass(tokio::time::Instant),
 }
 
 /// The chunks on disk: the evictor, and the objects its ids name.
@@ -226,6 +228,11 @@ impl Store {
                     }
                 }
                 Some(Slot::Discovering(receiver)) => in_flight = Some(receiver.clone()),
+                Some(Slot::Pass(until))
+                    if *until > tokio::time::Instant::now() && !request.only_if_cached =>
+                {
+                    return Lookup::Pass;
+                }
                 _ => {}
             }
             if request.only_if_cached {
@@ -401,15 +408,19 @@ impl Store {
             let key_path = key.split('?').next().unwrap_or(key);
             path.is_some_and(|p| key_path == p) || prefix.is_some_and(|p| key.starts_with(p))
         };
-        let victims: Vec<Arc<Object>> = self
-            .index()
-            .iter()
-            .filter(|(key, _)| matches(key))
-            .filter_map(|(_, slot)| match slot {
-                Slot::Known(object) => Some(object.clone()),
-                Slot::Discovering(_) => None,
-            })
-            .collect();
+        let victims: Vec<Arc<Object>> = {
+            let mut index = self.index();
+            // Forget hit-for-pass marks too: the URL is asked about afresh.
+            index.retain(|key, slot| !(matches(key) && matches!(slot, Slot::Pass(_))));
+            index
+                .iter()
+                .filter(|(key, _)| matches(key))
+                .filter_map(|(_, slot)| match slot {
+                    Slot::Known(object) => Some(object.clone()),
+                    _ => None,
+                })
+                .collect()
+        };
         for object in &victims {
             self.invalidate(object);
         }
@@ -431,7 +442,7 @@ impl Store {
                     last_access_unix: object.last_access(),
                     fresh: object.is_fresh(),
                 }),
-                Slot::Discovering(_) => None,
+                _ => None,
             })
             .collect();
         listed.sort_by(|a, b| a.path.cmp(&b.path));

@@ -343,3 +343,24 @@ async fn vary_star_and_unkeyable_vary_are_passed_through() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_uncacheable_url_is_passed_straight_through_after_the_first_answer() {
+    let (cluster, origin, replica) = setup().await;
+    let client = cluster.client();
+    origin.set_cache_control("private");
+    origin.put("/me.mp4", content(30));
+    let url = format!("{}/me.mp4", replica.url());
+    get(&client, &url, &[]).await;
+    for _ in 0..3 {
+        let before = origin.requests().len();
+        let got = get(&client, &url, &[]).await;
+        assert_eq!(got.cache, "PASS");
+        assert_eq!(sha256(&got.body), content(30).sha256());
+        assert_eq!(
+            origin.requests().len(),
+            before + 1,
+            "one origin request per viewer"
+        );
+    }
+}
