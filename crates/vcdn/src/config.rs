@@ -17,6 +17,12 @@ pub struct FileConfig {
     pub origin: vcdn_origin::Config,
     /// The replica; `vcdn up` runs `up.replicas` of them on consecutive ports.
     pub replica: vcdn_replica::Config,
+    /// The controller; under `vcdn up` its replicas and origin are the ones
+    /// `up` starts.
+    pub controller: vcdn_controller::Config,
+    /// The viewer's page and dashboard; under `vcdn up` it points browsers
+    /// at the controller `up` starts, unless `web.controller` is set.
+    pub web: vcdn_web::Config,
     pub up: UpConfig,
 }
 
@@ -61,6 +67,8 @@ impl FileConfig {
         self.server.validate()?;
         self.origin.validate()?;
         self.replica.validate()?;
+        self.controller.validate()?;
+        self.web.validate()?;
         if self.up.replicas == 0 || self.up.replicas > 64 {
             anyhow::bail!("up.replicas must be between 1 and 64");
         }
@@ -83,6 +91,34 @@ mod tests {
     fn unknown_fields_are_rejected() {
         let err = toml::from_str::<FileConfig>("[origin]\nlisten_port = 1\n").unwrap_err();
         assert!(err.to_string().contains("listen_port"), "{err}");
+    }
+
+    #[test]
+    fn controller_section_is_read() {
+        let config: FileConfig = toml::from_str(
+            "[controller]\nstrategy = \"consistent-hash\"\nmode = \"proxy\"\nreplicas = [\"https://edge1.example:8081\"]\n",
+        )
+        .unwrap();
+        config.validate().unwrap();
+        assert_eq!(
+            config.controller.strategy,
+            vcdn_controller::Strategy::ConsistentHash
+        );
+        assert_eq!(config.controller.mode, vcdn_controller::Mode::Proxy);
+        assert!(toml::from_str::<FileConfig>("[controller]\nstrategy = \"random\"\n").is_err());
+    }
+
+    #[test]
+    fn web_section_is_read() {
+        let config: FileConfig = toml::from_str(
+            "[web]\nlisten = \"0.0.0.0:8000\"\ncontroller = \"https://cdn.example.net:8084\"\ntitle = \"Acme\"\n",
+        )
+        .unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.web.controller_url(), "https://cdn.example.net:8084");
+        assert_eq!(config.web.title, "Acme");
+        let bad: FileConfig = toml::from_str("[web]\ncontroller = \"localhost:8084\"\n").unwrap();
+        assert!(bad.validate().is_err());
     }
 
     #[test]

@@ -39,9 +39,9 @@ enum Command {
     /// Run an edge cache in front of an origin.
     Replica(ReplicaArgs),
     /// Route viewers to healthy replicas.
-    Controller,
+    Controller(ControllerArgs),
     /// Serve the viewer's page and the cluster dashboard.
-    Web,
+    Web(WebArgs),
     /// Create the local CA and a server certificate.
     Cert(CertArgs),
 }
@@ -88,6 +88,54 @@ struct ReplicaArgs {
     /// Name shown in X-Served-By and Cache-Status.
     #[arg(long)]
     name: Option<String>,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+#[derive(Args, Debug)]
+struct ControllerArgs {
+    /// Address to listen on, e.g. 127.0.0.1:8084.
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Base URL of a replica (repeatable); replaces `controller.replicas`.
+    #[arg(long = "replica", value_name = "URL")]
+    replicas: Vec<String>,
+    /// Base URL of the origin (catalog, and fallback when no replica is healthy).
+    #[arg(long)]
+    origin: Option<String>,
+    /// CA certificates (PEM) to trust for replicas and origin; defaults to the local CA.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// round-robin, consistent-hash or least-loaded.
+    #[arg(long)]
+    strategy: Option<vcdn_controller::Strategy>,
+    /// redirect (302 to the replica) or proxy (stream through the controller).
+    #[arg(long)]
+    mode: Option<vcdn_controller::Mode>,
+    /// Answer 503 instead of sending viewers to the origin when no replica is healthy.
+    #[arg(long)]
+    no_origin_fallback: bool,
+    /// Bearer token of the admin API (off without one); prefer the environment variable.
+    #[arg(long, env = "VCDN_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// Bearer token for the replicas' admin API; defaults to --admin-token.
+    #[arg(long, env = "VCDN_REPLICA_ADMIN_TOKEN", hide_env_values = true)]
+    replica_admin_token: Option<String>,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+#[derive(Args, Debug)]
+struct WebArgs {
+    /// Address to listen on, e.g. 127.0.0.1:8000 or 0.0.0.0:8000.
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// The controller's base URL as browsers reach it, e.g. https://cdn.example.net:8084.
+    #[arg(long)]
+    controller: Option<String>,
+    /// Title shown in the page's header and the browser's tab.
+    #[arg(long)]
+    title: Option<String>,
     #[command(flatten)]
     tls: TlsArgs,
 }
@@ -187,11 +235,62 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(up::replica_only(config))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Controller | Command::Web => {
-            eprintln!(
-                "vcdn: this role is not built yet; `vcdn origin`, `vcdn replica` and `vcdn up` are available"
-            );
-            Ok(ExitCode::from(2))
+        Command::Controller(args) => {
+            let controller = &mut config.controller;
+            if let Some(listen) = args.listen {
+                controller.listen = listen;
+            }
+            if !args.replicas.is_empty() {
+                controller.replicas = args.replicas;
+            }
+            if let Some(origin) = args.origin {
+                controller.origin = origin;
+            }
+            if let Some(ca) = args.ca {
+                controller.ca_file = Some(ca);
+            }
+            if let Some(strategy) = args.strategy {
+                controller.strategy = strategy;
+            }
+            if let Some(mode) = args.mode {
+                controller.mode = mode;
+            }
+            if args.no_origin_fallback {
+                controller.fallback_to_origin = false;
+            }
+            if let Some(token) = args.admin_token {
+                controller.admin_token = Some(vcdn_controller::Token::new(token));
+            }
+            if let Some(token) = args.replica_admin_token {
+                controller.replica_admin_token = Some(vcdn_controller::Token::new(token));
+            }
+            apply_tls(&mut config, args.tls);
+            config.validate()?;
+            if cli.check {
+                println!("configuration is valid");
+                return Ok(ExitCode::SUCCESS);
+            }
+            runtime()?.block_on(up::controller_only(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Web(args) => {
+            if let Some(listen) = args.listen {
+                config.web.listen = listen;
+            }
+            if let Some(controller) = args.controller {
+                config.web.controller = Some(controller);
+            }
+            if let Some(title) = args.title {
+                config.web.title = title;
+            }
+            apply_tls(&mut config, args.tls);
+            config.validate()?;
+            if cli.check {
+                println!("configuration is valid");
+                return Ok(ExitCode::SUCCESS);
+            }
+            runtime()?.block_on(up::web_only(config))?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Starting roles: one alone (`vcdn origin`, `vcdn replica`) or the demo
-//! cluster (`vcdn up`).
+//! Starting roles: one alone (`vcdn origin`, `vcdn replica`,
+//! `vcdn controller`, `vcdn web`) or the demo cluster (`vcdn up`).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -15,9 +15,10 @@ use crate::config::FileConfig;
 const SAMPLE_NAME: &str = "sample.mp4";
 const SAMPLE: &[u8] = include_bytes!("../../../assets/sample/sample.mp4");
 
-/// Runs the demo cluster until SIGINT or SIGTERM: the origin and
-/// `up.replicas` replicas in front of it. Controller and web are not built
-/// yet.
+/// Runs the demo cluster until SIGINT or SIGTERM: the origin,
+/// `up.replicas` replicas in front of it, and the controller in front of
+/// them (given their real URLs), and the web page pointing browsers at
+/// that controller.
 pub async fn run(config: FileConfig) -> anyhow::Result<()> {
     if config.up.install_sample {
         install_sample(&config.origin.videos_dir)?;
@@ -37,6 +38,7 @@ pub async fn run(config: FileConfig) -> anyhow::Result<()> {
     let origin_url = url(origin.local_addr());
     roles.spawn(named("origin", origin.run(shutdown.clone())));
 
+    let mut replica_urls = Vec::new();
     for i in 0..config.up.replicas {
         let mut replica = config.replica.clone();
         let port = replica.listen.port() + i;
@@ -54,10 +56,100 @@ pub async fn run(config: FileConfig) -> anyhow::Result<()> {
             url(replica.local_addr()),
             replica.name()
         );
+        replica_urls.push(url(replica.local_addr()));
         roles.spawn(named("replica", replica.run(shutdown.clone())));
     }
+
+    let mut controller = config.controller.clone();
+    controller.replicas = replica_urls;
+    controller.origin = origin_url;
+    if controller.ca_file.is_none() {
+        controller.ca_file = config.tls.ca_file();
+    }
+    // The replicas `up` starts share `[replica]`, so purge and prefetch
+    // fan-out use their admin token unless the controller names another.
+    if controller.replica_admin_token.is_none()
+        && let Some(token) = &config.replica.admin_token
+    {
+        controller.replica_admin_token = Some(vcdn_controller::Token::new(token.clone()));
+    }
+    let controller_config = controller;
+    let controller = vcdn_controller::build(&controller_config, &serving)
+        .await
+        .context("starting the controller")?;
+    print_controller(controller.local_addr(), &controller_config);
+    let controller_url = url(controller.local_addr());
+    roles.spawn(named("controller", controller.run(shutdown.clone())));
+
+    let mut web = config.web.clone();
+    if web.controller.is_none() {
+        web.controller = Some(controller_url);
+    }
+    let web_config = web;
+    let web = vcdn_web::build(&web_config, &serving)
+        .await
+        .context("starting the web page")?;
+    print_web(web.local_addr(), &web_config);
+    roles.spawn(named("web", web.run(shutdown.clone())));
+
     print_trust(&config);
     wait(roles, shutdown).await
+}
+
+/// Runs the web page alone until SIGINT or SIGTERM.
+pub async fn web_only(config: FileConfig) -> anyhow::Result<()> {
+    let serving = serving(&config)?;
+    let shutdown = vcdn_http::shutdown::on_signal();
+    let web = vcdn_web::build(&config.web, &serving)
+        .await
+        .context("starting the web page")?;
+    print_web(web.local_addr(), &config.web);
+    print_trust(&config);
+    web.run(shutdown).await.context("running the web page")
+}
+
+fn print_web(addr: SocketAddr, config: &vcdn_web::Config) {
+    println!(
+        "web      {}  (open in a browser: videos, player, /dashboard; controller {})",
+        url(addr),
+        config.controller_url()
+    );
+}
+
+/// Runs the controller alone until SIGINT or SIGTERM.
+pub async fn controller_only(mut config: FileConfig) -> anyhow::Result<()> {
+    let serving = serving(&config)?;
+    let shutdown = vcdn_http::shutdown::on_signal();
+    if config.controller.ca_file.is_none() {
+        config.controller.ca_file = config.tls.ca_file();
+    }
+    let controller = vcdn_controller::build(&config.controller, &serving)
+        .await
+        .context("starting the controller")?;
+    print_controller(controller.local_addr(), &config.controller);
+    println!(
+        "         replicas: {}",
+        config.controller.replicas.join(", ")
+    );
+    print_trust(&config);
+    controller
+        .run(shutdown)
+        .await
+        .context("running the controller")
+}
+
+fn print_controller(addr: SocketAddr, config: &vcdn_controller::Config) {
+    println!(
+        "controller {}  ({}, {}; /api/cluster, /api/route/<path>, admin API {})",
+        url(addr),
+        config.strategy.as_str(),
+        config.mode.as_str(),
+        if config.admin_token.is_some() {
+            "on"
+        } else {
+            "off"
+        }
+    );
 }
 
 /// Runs the origin alone until SIGINT or SIGTERM.
