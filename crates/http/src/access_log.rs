@@ -68,18 +68,31 @@ struct Entry {
 
 impl Entry {
     fn log(&self) {
-        tracing::info!(
-            target: "vcdn::access",
-            role = self.role,
-            peer = ?self.peer,
-            method = %self.method,
-            path = %self.uri.path(),
-            version = ?self.version,
-            status = self.status.as_u16(),
-            bytes = self.bytes,
-            complete = self.complete,
-            ms = self.start.elapsed().as_millis() as u64,
-        );
+        // Health probes and metric scrapes arrive every second from every
+        // controller and scraper; they would drown the viewers' lines.
+        let routine = matches!(self.uri.path(), "/healthz" | "/metrics");
+        macro_rules! line {
+            ($level:expr) => {
+                tracing::event!(
+                    target: "vcdn::access",
+                    $level,
+                    role = self.role,
+                    peer = ?self.peer,
+                    method = %self.method,
+                    path = %self.uri.path(),
+                    version = ?self.version,
+                    status = self.status.as_u16(),
+                    bytes = self.bytes,
+                    complete = self.complete,
+                    ms = self.start.elapsed().as_millis() as u64,
+                )
+            };
+        }
+        if routine {
+            line!(tracing::Level::DEBUG);
+        } else {
+            line!(tracing::Level::INFO);
+        }
     }
 }
 
