@@ -39,7 +39,9 @@ export function showPlayer(root, controller, path, { start = 0, setTitle }) {
   function renderMeta() {
     meta.textContent = [facts.folder, facts.duration, facts.resolution, facts.size].filter(Boolean).join(' \u00b7 ');
   }
-  const delivery = el('div', { class: 'delivery', 'aria-live': 'polite' });
+  // Not a live region: it changes every few seconds. The overlay (a
+  // status) announces switches, and failures are alerts.
+  const delivery = el('div', { class: 'delivery' });
   const loop = el('input', { type: 'checkbox', class: 'loop' });
   const atTime = el('input', { type: 'checkbox', class: 'share-at' });
   const shareUrl = el('input', { type: 'text', class: 'share-url', readonly: true, 'aria-label': 'Link to this video' });
