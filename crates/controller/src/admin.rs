@@ -23,7 +23,6 @@ use bytes::Bytes;
 use http::{HeaderMap, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use subtle::ConstantTimeEq;
 use tokio::task::JoinSet;
 
 use crate::health::{State as HealthState, describe};
@@ -43,14 +42,7 @@ fn authorize(shared: &Shared, headers: &HeaderMap) -> Result<(), Error> {
     let Some(token) = &shared.config.admin_token else {
         return Err(Error::AdminDisabled);
     };
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, credentials)| credentials.trim())
-        .ok_or(Error::Unauthorized)?;
-    if bool::from(presented.as_bytes().ct_eq(token.expose().as_bytes())) {
+    if vcdn_http::auth::bearer_matches(headers, token.expose()) {
         Ok(())
     } else {
         Err(Error::Unauthorized)

@@ -7,8 +7,10 @@
 //! - [`range`] and [`conditional`]: byte ranges and validators (RFC 9110 §13, §14),
 //!   shared by the origin and the replica so both answer alike.
 //! - [`shutdown`]: SIGINT/SIGTERM to a cancellation token.
+//! - [`auth`]: bearer tokens for the admin APIs.
 
 pub mod access_log;
+pub mod auth;
 pub mod conditional;
 pub mod cors;
 pub mod range;

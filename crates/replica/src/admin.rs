@@ -14,7 +14,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{StatusCode, header};
 use serde::{Deserialize, Serialize};
-use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 
 use crate::Shared;
@@ -34,13 +33,7 @@ pub(crate) async fn authorize(
     let Some(token) = shared.admin_token.as_deref() else {
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
     };
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if !bool::from(presented.as_bytes().ct_eq(token.as_bytes())) {
+    if !vcdn_http::auth::bearer_matches(request.headers(), token) {
         tracing::warn!(
             path = request.uri().path(),
             "admin call with a missing or wrong token"

@@ -34,6 +34,25 @@ pub struct RoleHandle {
 }
 
 impl RoleHandle {
+    /// Runs a bound role in the test process: `run` is its
+    /// `run(shutdown)`, given the token that stops it.
+    pub fn spawn<F, E>(addr: SocketAddr, run: impl FnOnce(CancellationToken) -> F) -> RoleHandle
+    where
+        F: std::future::Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Debug + Send + 'static,
+    {
+        let shutdown = CancellationToken::new();
+        let running = run(shutdown.clone());
+        let task = tokio::spawn(async move {
+            running.await.expect("role runs");
+        });
+        RoleHandle {
+            addr,
+            shutdown,
+            task: Some(task),
+        }
+    }
+
     /// `https://127.0.0.1:<port>`
     pub fn url(&self) -> String {
         format!("https://127.0.0.1:{}", self.addr.port())
@@ -121,16 +140,8 @@ impl TestCluster {
             .await
             .expect("origin starts");
         let addr = origin.local_addr();
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let task = tokio::spawn(async move {
-            origin.run(token).await.expect("origin runs");
-        });
-        self.origin.insert(RoleHandle {
-            addr,
-            shutdown,
-            task: Some(task),
-        })
+        self.origin
+            .insert(RoleHandle::spawn(addr, |token| origin.run(token)))
     }
 
     /// Starts a replica of `origin_url` on an ephemeral port, caching in a
@@ -155,16 +166,7 @@ impl TestCluster {
             .await
             .expect("replica starts");
         let addr = replica.local_addr();
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let task = tokio::spawn(async move {
-            replica.run(token).await.expect("replica runs");
-        });
-        RoleHandle {
-            addr,
-            shutdown,
-            task: Some(task),
-        }
+        RoleHandle::spawn(addr, |token| replica.run(token))
     }
 
     /// A test origin (see [`origin::TestOrigin`]) with the cluster's certificate.

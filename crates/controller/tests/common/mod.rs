@@ -18,8 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderMap, StatusCode, header};
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
-use vcdn_http::{CancellationToken, Server};
+use vcdn_http::Server;
 use vcdn_test_support::TestCluster;
 
 /// The admin token the tests configure.
@@ -32,31 +31,7 @@ pub const REPLICA_TOKEN: &str = "test-replica-token-abcdef";
 pub const WAIT_GUARD: Duration = Duration::from_secs(30);
 
 /// A role or stand-in running in the test process.
-pub struct Running {
-    pub addr: SocketAddr,
-    shutdown: CancellationToken,
-    task: Option<JoinHandle<()>>,
-}
-
-impl Running {
-    pub fn url(&self) -> String {
-        format!("https://127.0.0.1:{}", self.addr.port())
-    }
-
-    /// Stops it gracefully and waits until it has stopped.
-    pub async fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
+pub type Running = vcdn_test_support::RoleHandle;
 
 /// A controller configuration for tests: the given replicas and origin,
 /// the default strategy and mode.
@@ -79,16 +54,7 @@ pub async fn start_controller(
         .await
         .expect("controller starts");
     let addr = controller.local_addr();
-    let shutdown = CancellationToken::new();
-    let token = shutdown.clone();
-    let task = tokio::spawn(async move {
-        controller.run(token).await.expect("controller runs");
-    });
-    Running {
-        addr,
-        shutdown,
-        task: Some(task),
-    }
+    Running::spawn(addr, |token| controller.run(token))
 }
 
 /// Starts a real replica of `origin_url` on `addr` (port 0 for any), so a
@@ -110,16 +76,7 @@ pub async fn start_replica_at(
         .await
         .expect("replica starts");
     let addr = replica.local_addr();
-    let shutdown = CancellationToken::new();
-    let token = shutdown.clone();
-    let task = tokio::spawn(async move {
-        replica.run(token).await.expect("replica runs");
-    });
-    Running {
-        addr,
-        shutdown,
-        task: Some(task),
-    }
+    Running::spawn(addr, |token| replica.run(token))
 }
 
 /// How a stand-in answers viewer requests.
@@ -183,17 +140,8 @@ impl StandIn {
         .await
         .expect("stand-in binds");
         let addr = server.local_addr();
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let task = tokio::spawn(async move {
-            server.run(token).await.expect("stand-in runs");
-        });
         StandIn {
-            running: Running {
-                addr,
-                shutdown,
-                task: Some(task),
-            },
+            running: Running::spawn(addr, |token| server.run(token)),
             state,
         }
     }
