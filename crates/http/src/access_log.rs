@@ -45,11 +45,18 @@ pub async fn layer(request: Request, next: Next) -> Response {
         status: parts.status,
         ..entry
     };
+    let expected = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .or_else(|| http_body::Body::size_hint(&body).exact());
     Response::from_parts(
         parts,
         Body::new(LoggedBody {
             inner: body,
             entry: Some(entry),
+            expected,
         }),
     )
 }
@@ -100,6 +107,8 @@ impl Entry {
 pub struct LoggedBody {
     inner: Body,
     entry: Option<Entry>,
+    /// The body's length when known in advance (Content-Length).
+    expected: Option<u64>,
 }
 
 impl HttpBody for LoggedBody {
@@ -141,9 +150,10 @@ impl HttpBody for LoggedBody {
 impl Drop for LoggedBody {
     fn drop(&mut self) {
         if let Some(mut entry) = self.entry.take() {
-            // hyper may drop a body it knows is empty (HEAD, 304) without
-            // polling it to the end; that is still a complete response.
-            entry.complete = self.inner.is_end_stream();
+            // hyper stops polling a body once it has sent its announced
+            // length (and drops empty ones, HEAD, 304, unpolled): that is
+            // still a complete response.
+            entry.complete = self.inner.is_end_stream() || self.expected == Some(entry.bytes);
             entry.log();
         }
     }
