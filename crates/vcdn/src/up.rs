@@ -43,6 +43,13 @@ pub async fn run(config: FileConfig) -> anyhow::Result<()> {
         let mut replica = config.replica.clone();
         let port = replica.listen.port() + i;
         replica.listen.set_port(port);
+        // Each replica's optional plain listener is offset the same way, so
+        // they do not all try the same port.
+        if let Some(plain) = replica.plain_listen.as_mut()
+            && plain.port() != 0
+        {
+            plain.set_port(plain.port() + i);
+        }
         replica.origin = origin_url.clone();
         replica.cache_dir = config.replica.cache_dir.join(port.to_string());
         if replica.origin_ca_file.is_none() {
