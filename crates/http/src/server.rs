@@ -29,7 +29,7 @@ use hyper_util::server::conn::auto;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
@@ -334,9 +334,11 @@ impl Connection {
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let activity = Activity::new();
+        let (give_back, returned) = oneshot::channel();
         let io = TokioIo::new(Tracked {
-            inner: stream,
+            inner: Some(stream),
             activity: activity.clone(),
+            give_back: Some(give_back),
         });
         let (peer, role, router) = (self.peer, self.role, self.router.clone());
         let service = hyper::service::service_fn(move |mut request: http::Request<Incoming>| {
@@ -349,8 +351,7 @@ impl Connection {
             }
         });
 
-        let connection = self.builder.serve_connection(io, service);
-        tokio::pin!(connection);
+        let mut connection = Box::pin(self.builder.serve_connection(io, service));
         let idle = Duration::from_millis(self.limits.idle_timeout_ms);
         let mut draining = false;
         loop {
@@ -359,6 +360,10 @@ impl Connection {
                 result = connection.as_mut() => {
                     if let Err(e) = result {
                         tracing::debug!(role, peer = %peer, error = %e, "connection ended with an error");
+                    }
+                    drop(connection);
+                    if let Ok(stream) = returned.await {
+                        linger(stream).await;
                     }
                     return;
                 }
@@ -381,6 +386,35 @@ impl Connection {
             }
         }
     }
+}
+
+/// How long a closing connection keeps reading what its peer still sends.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// Closes a connection the way a client can rely on: the write side first
+/// (TLS close_notify, then FIN), then whatever the peer still sends is read
+/// and dropped until it closes too, or for at most [`LINGER`].
+///
+/// Closing a socket with unread bytes in its receive buffer makes the kernel
+/// answer with a TCP reset, and a reset makes the peer's kernel discard data
+/// it has received but its application has not read yet. An HTTP/2 client
+/// sends WINDOW_UPDATE frames until its last byte, so without this the tail
+/// of a response finished during a graceful shutdown (or just before an idle
+/// close) could be lost on the client's side.
+async fn linger<T: AsyncRead + AsyncWrite + Unpin>(mut stream: T) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tokio::time::timeout(LINGER, async {
+        if stream.shutdown().await.is_err() {
+            return;
+        }
+        let mut sink = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// When a connection last moved a byte, in milliseconds since `base`.
@@ -409,9 +443,29 @@ impl Activity {
 }
 
 /// An I/O stream that records activity on every successful read or write.
+/// When hyper drops it, the stream goes back to the connection's task for
+/// [`linger`].
 struct Tracked<T> {
-    inner: T,
+    inner: Option<T>,
     activity: Activity,
+    give_back: Option<oneshot::Sender<T>>,
+}
+
+impl<T> Tracked<T> {
+    fn inner(&mut self) -> Pin<&mut T>
+    where
+        T: Unpin,
+    {
+        Pin::new(self.inner.as_mut().expect("present until dropped"))
+    }
+}
+
+impl<T> Drop for Tracked<T> {
+    fn drop(&mut self) {
+        if let (Some(inner), Some(give_back)) = (self.inner.take(), self.give_back.take()) {
+            let _ = give_back.send(inner);
+        }
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
@@ -421,7 +475,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let polled = self.inner().poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
             self.activity.touch();
         }
@@ -435,7 +489,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        let polled = self.inner().poll_write(cx, buf);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.touch();
         }
@@ -447,7 +501,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        let polled = self.inner().poll_write_vectored(cx, bufs);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.touch();
         }
@@ -455,14 +509,16 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        self.inner
+            .as_ref()
+            .is_some_and(|inner| inner.is_write_vectored())
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        self.inner().poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        self.inner().poll_shutdown(cx)
     }
 }
