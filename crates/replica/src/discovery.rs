@@ -12,7 +12,7 @@ use http::{StatusCode, header};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::freshness::{self, Freshness};
+use crate::freshness::{self, Freshness, Heuristic};
 use crate::object::{Meta, Object};
 use crate::origin_client;
 use crate::store::{Found, Lookup, Slot, Store};
@@ -62,7 +62,11 @@ impl Store {
         let status = response.status();
         let headers = response.headers().clone();
         if let Some(previous) = stale {
-            if status.is_server_error() {
+            // RFC 5861 §4's errors; a heuristically cacheable 501 is an
+            // answer like any other.
+            let error = matches!(status.as_u16(), 500 | 502 | 503 | 504)
+                || (status.is_server_error() && !origin_client::storable(status, &headers));
+            if error {
                 // RFC 5861 §4: within `stale-if-error` the stored response
                 // answers instead of the origin's error. Either way the
                 // stored version stays: an error says nothing about it.
@@ -99,7 +103,9 @@ impl Store {
                     merged.remove(name);
                 }
                 merged.extend(headers.clone());
-                self.refresh(&previous, Freshness::of(&merged, requested));
+                let heuristic =
+                    Heuristic::for_response(previous.meta.status, &merged, self.default_ttl);
+                self.refresh(&previous, Freshness::of(&merged, requested, heuristic));
                 return self.finish_discovery(
                     &key,
                     &sender,
@@ -141,13 +147,23 @@ impl Store {
             }
         } else {
             // 200: the origin ignores ranges and sends the whole object.
-            match origin_client::content_length(&headers) {
+            // Any other storable status (a 404, a 301...) is also stored
+            // whole, and replayed whole.
+            let no_body = (status == StatusCode::NO_CONTENT).then_some(0);
+            match origin_client::content_length(&headers).or(no_body) {
                 Some(total) => (total, Some(0)),
                 None => return self.finish_discovery(&key, &sender, Lookup::Pass, None),
             }
         };
         let ranged = status == StatusCode::PARTIAL_CONTENT && has_validator;
+        let stored_status = if status == StatusCode::PARTIAL_CONTENT {
+            StatusCode::OK
+        } else {
+            status
+        };
+        let heuristic = Heuristic::for_response(stored_status, &headers, self.default_ttl);
         let meta = Meta {
+            status: stored_status,
             total,
             etag,
             last_modified,
@@ -156,7 +172,11 @@ impl Store {
             vary,
         };
         let object = match self
-            .create(&object_key, meta, Freshness::of(&headers, requested))
+            .create(
+                &object_key,
+                meta,
+                Freshness::of(&headers, requested, heuristic),
+            )
             .await
         {
             Ok(object) => object,
@@ -170,7 +190,7 @@ impl Store {
         // object, so no second fill of the same chunk can start.
         let run = match (ranged, body_starts_at) {
             (true, Some(chunk)) => Some((chunk, vec![object.claim(chunk)])),
-            (false, Some(0)) if status == StatusCode::OK => Some((
+            (false, Some(0)) if status != StatusCode::PARTIAL_CONTENT => Some((
                 0,
                 (0..object.chunk_count()).map(|c| object.claim(c)).collect(),
             )),

@@ -48,6 +48,13 @@ pub struct MetaFile {
     /// The request header values of a variant (see `variant`).
     #[serde(default)]
     pub vary: Vec<(String, Option<String>)>,
+    /// The stored response's status (200 for content).
+    #[serde(default = "ok")]
+    pub status: u16,
+}
+
+fn ok() -> u16 {
+    200
 }
 
 impl MetaFile {
@@ -78,12 +85,14 @@ impl MetaFile {
                 .iter()
                 .map(|(n, v)| (n.as_str().to_owned(), v.clone()))
                 .collect(),
+            status: meta.status.as_u16(),
         }
     }
 
     fn meta(&self) -> Option<Meta> {
         let value = |s: &Option<String>| s.as_deref().map(HeaderValue::from_str).transpose().ok();
         Some(Meta {
+            status: http::StatusCode::from_u16(self.status).ok()?,
             total: self.total,
             etag: value(&self.etag)?,
             last_modified: value(&self.last_modified)?,
@@ -276,6 +285,7 @@ mod tests {
 
     fn meta(total: u64) -> Meta {
         Meta {
+            status: http::StatusCode::OK,
             total,
             etag: Some(HeaderValue::from_static("\"v1\"")),
             last_modified: None,

@@ -159,11 +159,18 @@ impl Store {
             }
             // If-Range failed: the origin sends the whole new version.
             (StatusCode::OK, Some(_)) => Err(FillError::Mismatch("If-Range did not match".into())),
-            (StatusCode::OK, None) => {
+            // A whole-object refill: the same status (200, or the 404 or
+            // other status stored), length and validators.
+            (status, None) if status == object.meta.status => {
                 if origin_client::content_length(headers) != Some(object.meta.total) || !same {
                     return Err(FillError::Mismatch("length or validator differs".into()));
                 }
                 Ok(())
+            }
+            (status, None)
+                if !status.is_server_error() && origin_client::storable(status, headers) =>
+            {
+                Err(FillError::Mismatch(format!("status is now {status}")))
             }
             (status, _) => Err(FillError::Status(status)),
         }

@@ -2,15 +2,17 @@
 //! (RFC 9111 §4.2): its freshness lifetime and its age.
 //!
 //! The lifetime comes from `s-maxage`, then `max-age`, then `Expires`
-//! against `Date`; without any of them, the heuristic of RFC 9111 §4.2.2
-//! (a tenth of the time since Last-Modified, at most a day); without that,
+//! against `Date`. Without any of them, and only for a status code that is
+//! heuristically cacheable or a response marked `public` (RFC 9111 §4.2.2),
+//! a heuristic lifetime: the operator's default TTL when one is configured,
+//! else a tenth of the time since Last-Modified, at most a day. Otherwise
 //! zero: the response is revalidated on every use. `no-cache` makes it zero
 //! too. The age follows §4.2.3, so time spent in other caches (`Age`) and on
 //! the way counts against the lifetime.
 
 use std::time::{Duration, SystemTime};
 
-use http::{HeaderMap, header};
+use http::{HeaderMap, StatusCode, header};
 use tokio::time::Instant;
 
 /// Longest heuristic lifetime.
@@ -26,9 +28,50 @@ pub struct Freshness {
     pub lifetime: Duration,
 }
 
+/// Status codes whose responses may be stored and given a heuristic
+/// lifetime without explicit freshness (RFC 9110 §15.1; 206 as part of a
+/// 200).
+pub const HEURISTICALLY_CACHEABLE: [u16; 12] =
+    [200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501];
+
+/// What may stand in for an explicit lifetime (RFC 9111 §4.2.2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Heuristic {
+    /// Whether a heuristic lifetime is allowed at all for this response.
+    pub allowed: bool,
+    /// The operator's default lifetime, used instead of the Last-Modified
+    /// heuristic when configured.
+    pub default_ttl: Option<Duration>,
+}
+
+impl Heuristic {
+    /// The heuristic that applies to a response with this status and
+    /// these headers, given the configured default TTL.
+    pub fn for_response(
+        status: StatusCode,
+        headers: &HeaderMap,
+        default_ttl: Option<Duration>,
+    ) -> Heuristic {
+        let public = directives(headers).iter().any(|(n, _)| n == "public");
+        Heuristic {
+            allowed: public || HEURISTICALLY_CACHEABLE.contains(&status.as_u16()),
+            default_ttl,
+        }
+    }
+}
+
+/// Whether the response states its own lifetime (`s-maxage`, `max-age`
+/// or `Expires`, valid or not), so no heuristic applies.
+pub fn is_explicit(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::EXPIRES)
+        || directives(headers)
+            .iter()
+            .any(|(n, _)| n == "s-maxage" || n == "max-age")
+}
+
 impl Freshness {
     /// Freshness of a response received now, for a request sent at `requested`.
-    pub fn of(headers: &HeaderMap, requested: Instant) -> Freshness {
+    pub fn of(headers: &HeaderMap, requested: Instant, heuristic: Heuristic) -> Freshness {
         let received = Instant::now();
         let now = SystemTime::now();
         let date = date(headers, header::DATE);
@@ -45,7 +88,7 @@ impl Freshness {
         Freshness {
             received,
             initial_age: apparent_age.max(age_value + response_delay),
-            lifetime: lifetime(headers, date.unwrap_or(now)),
+            lifetime: lifetime(headers, date.unwrap_or(now), heuristic),
         }
     }
 
@@ -105,7 +148,7 @@ fn seconds(value: &Option<String>) -> Option<Duration> {
 }
 
 /// The freshness lifetime of a response whose Date is `date`.
-pub fn lifetime(headers: &HeaderMap, date: SystemTime) -> Duration {
+pub fn lifetime(headers: &HeaderMap, date: SystemTime, heuristic: Heuristic) -> Duration {
     let directives = directives(headers);
     let find = |name: &str| directives.iter().find(|(n, _)| n == name);
     if find("no-cache").is_some_and(|(_, v)| v.is_none()) {
@@ -122,6 +165,12 @@ pub fn lifetime(headers: &HeaderMap, date: SystemTime) -> Duration {
         return self::date(headers, header::EXPIRES)
             .and_then(|expires| expires.duration_since(date).ok())
             .unwrap_or_default();
+    }
+    if !heuristic.allowed {
+        return Duration::ZERO;
+    }
+    if let Some(ttl) = heuristic.default_ttl {
+        return ttl;
     }
     match self::date(headers, header::LAST_MODIFIED) {
         Some(modified) => date
@@ -181,6 +230,15 @@ mod tests {
         httpdate::fmt_http_date(t)
     }
 
+    const OK: Heuristic = Heuristic {
+        allowed: true,
+        default_ttl: None,
+    };
+
+    fn lifetime(headers: &HeaderMap, date: SystemTime) -> Duration {
+        super::lifetime(headers, date, OK)
+    }
+
     #[test]
     fn shared_max_age_wins() {
         let now = SystemTime::now();
@@ -214,8 +272,42 @@ mod tests {
     #[test]
     fn age_header_counts_against_the_lifetime() {
         let h = headers(&[("cache-control", "max-age=60"), ("age", "100")]);
-        assert!(!Freshness::of(&h, Instant::now()).is_fresh());
+        assert!(!Freshness::of(&h, Instant::now(), OK).is_fresh());
         let h = headers(&[("cache-control", "max-age=60"), ("age", "10")]);
-        assert!(Freshness::of(&h, Instant::now()).is_fresh());
+        assert!(Freshness::of(&h, Instant::now(), OK).is_fresh());
+    }
+
+    #[test]
+    fn heuristics_only_for_heuristically_cacheable_or_public_responses() {
+        let now = SystemTime::now();
+        let modified = http_date(now - Duration::from_secs(1000));
+        let h = headers(&[("last-modified", &modified)]);
+        let found = Heuristic::for_response(StatusCode::NOT_FOUND, &h, None);
+        assert!(super::lifetime(&h, now, found) > Duration::from_secs(90));
+        let redirect = Heuristic::for_response(StatusCode::FOUND, &h, None);
+        assert_eq!(super::lifetime(&h, now, redirect), Duration::ZERO);
+        let public = headers(&[("last-modified", &modified), ("cache-control", "public")]);
+        let redirect = Heuristic::for_response(StatusCode::FOUND, &public, None);
+        assert!(super::lifetime(&public, now, redirect) > Duration::from_secs(90));
+    }
+
+    #[test]
+    fn a_default_ttl_replaces_the_heuristic_but_never_an_explicit_lifetime() {
+        let now = SystemTime::now();
+        let ttl = Some(Duration::from_secs(30));
+        let none = headers(&[]);
+        let ok = Heuristic::for_response(StatusCode::OK, &none, ttl);
+        assert_eq!(super::lifetime(&none, now, ok), Duration::from_secs(30));
+        let modified = http_date(now - Duration::from_secs(100_000));
+        let h = headers(&[("last-modified", &modified)]);
+        assert_eq!(super::lifetime(&h, now, ok), Duration::from_secs(30));
+        let h = headers(&[("cache-control", "max-age=5")]);
+        assert_eq!(super::lifetime(&h, now, ok), Duration::from_secs(5));
+        let h = headers(&[("cache-control", "no-cache")]);
+        assert_eq!(super::lifetime(&h, now, ok), Duration::ZERO);
+        let redirect = Heuristic::for_response(StatusCode::TEMPORARY_REDIRECT, &none, ttl);
+        assert_eq!(super::lifetime(&none, now, redirect), Duration::ZERO);
+        assert!(is_explicit(&headers(&[("expires", "0")])));
+        assert!(!is_explicit(&headers(&[("cache-control", "public")])));
     }
 }

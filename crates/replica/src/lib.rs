@@ -77,6 +77,11 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Size of the chunks objects are stored and fetched in.
     pub chunk_bytes: u64,
+    /// Lifetime of responses that state none (no `max-age`, `s-maxage` or
+    /// `Expires`) where RFC 9111 allows a heuristic one: heuristically
+    /// cacheable statuses (200, 404, 301...) or `public`. Off by default:
+    /// then a tenth of the time since `Last-Modified`, at most a day.
+    pub default_ttl_ms: Option<u64>,
     /// Chunks fetched ahead of a sequential viewer, within its range.
     pub read_ahead_chunks: u64,
     /// Largest block read from disk and sent to a viewer at once.
@@ -103,6 +108,7 @@ impl Default for Config {
             controller_token: None,
             public_url: None,
             chunk_bytes: 1024 * 1024,
+            default_ttl_ms: None,
             read_ahead_chunks: 4,
             read_block_bytes: 32 * 1024,
             origin_connect_timeout_ms: 5_000,
@@ -207,8 +213,10 @@ pub async fn build(config: &Config, serving: &Serving) -> Result<Replica, Error>
             config.eviction,
         );
         let stats = stats.clone();
+        let default_ttl = config.default_ttl_ms.map(Duration::from_millis);
         tokio::task::spawn_blocking(move || {
             store::Store::open(dir, chunk, max, policy, origin, stats)
+                .map(|store| store.with_default_ttl(default_ttl))
         })
     };
     let store = match open.await {

@@ -18,6 +18,10 @@ use crate::freshness::Freshness;
 /// What identifies one version of a URL, and what is replayed to viewers.
 #[derive(Debug, Clone)]
 pub struct Meta {
+    /// The stored response's status: 200 for content (the origin's 206s
+    /// are parts of it), or another storable status such as 404, whose
+    /// body is replayed whole.
+    pub status: http::StatusCode,
     /// Length of the whole representation in bytes.
     pub total: u64,
     /// The origin's `ETag`, exactly as sent.
@@ -451,6 +455,7 @@ mod tests {
 
     fn meta(total: u64) -> Meta {
         Meta {
+            status: http::StatusCode::OK,
             total,
             etag: Some(HeaderValue::from_static("\"v1\"")),
             last_modified: None,

@@ -161,10 +161,21 @@ impl OriginClient {
     }
 }
 
-/// Whether a shared cache may store this response at all (the full rules
-/// of RFC 9111 come with freshness; these are the ones that forbid storing).
+/// Final status codes this cache understands and may store (RFC 9110 §15),
+/// as the answer to a chunk request. Not 304 (it completes a stored
+/// response) nor 416 (it answers the replica's chunk range, not the URL).
+const UNDERSTOOD: &[u16] = &[
+    200, 201, 202, 203, 204, 205, 206, 300, 301, 302, 303, 307, 308, 400, 401, 402, 403, 404, 405,
+    406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 417, 421, 422, 426, 500, 501, 502, 503, 504,
+    505,
+];
+
+/// Whether a shared cache may store this response (RFC 9111 §3): a status
+/// it understands, nothing forbidding it (`no-store`, `private`, an
+/// unusable `Vary`), and either a heuristically cacheable status or
+/// explicit freshness (`max-age`, `s-maxage`, `Expires`) or `public`.
 pub fn storable(status: StatusCode, headers: &HeaderMap) -> bool {
-    if !(status == StatusCode::OK || status == StatusCode::PARTIAL_CONTENT) {
+    if !UNDERSTOOD.contains(&status.as_u16()) {
         return false;
     }
     let forbidden = crate::freshness::directives(headers)
@@ -176,7 +187,11 @@ pub fn storable(status: StatusCode, headers: &HeaderMap) -> bool {
         return false;
     }
     // What `Vary` allows is decided with the variants (see `variant`).
-    crate::variant::of_response(headers) != crate::variant::Vary::Unstorable
+    if crate::variant::of_response(headers) == crate::variant::Vary::Unstorable {
+        return false;
+    }
+    crate::freshness::Heuristic::for_response(status, headers, None).allowed
+        || crate::freshness::is_explicit(headers)
 }
 
 /// Headers that describe one message or connection, never replayed from
@@ -289,6 +304,32 @@ mod tests {
             StatusCode::OK,
             &headers(&[("cache-control", "max-age=5, Private")])
         ));
-        assert!(!storable(StatusCode::NOT_FOUND, &headers(&[])));
+    }
+
+    #[test]
+    fn statuses_are_stored_as_rfc_9111_allows() {
+        let none = headers(&[]);
+        let max_age = headers(&[("cache-control", "max-age=60")]);
+        let public = headers(&[("cache-control", "public")]);
+        for status in [200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501] {
+            let status = StatusCode::from_u16(status).unwrap();
+            assert!(
+                storable(status, &none),
+                "{status} is heuristically cacheable"
+            );
+        }
+        for status in [302, 307, 403, 500, 503] {
+            let status = StatusCode::from_u16(status).unwrap();
+            assert!(
+                !storable(status, &none),
+                "{status} needs explicit freshness"
+            );
+            assert!(storable(status, &max_age), "{status} with max-age");
+            assert!(storable(status, &public), "{status} with public");
+        }
+        for status in [304, 416, 299, 103] {
+            let status = StatusCode::from_u16(status).unwrap();
+            assert!(!storable(status, &max_age), "{status} is never stored");
+        }
     }
 }

@@ -97,6 +97,9 @@ fn respond(
         headers.append(name, value);
     }
     headers.insert(header::AGE, HeaderValue::from(object.age_seconds()));
+    if meta.status != StatusCode::OK {
+        return respond_whole(replica, object, found, method, headers);
+    }
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
 
     let status_of_range = |start: u64, end: u64| -> CacheStatus {
@@ -193,6 +196,46 @@ fn respond(
         ));
     }
     let body = replica.pump.body(object.clone(), start, end);
+    Some(finish(replica, status, headers, cache_status, body))
+}
+
+/// Replays a stored response other than a 200 (a 404, a 301...) whole.
+/// Ranges are served only from a 200's content (RFC 9110 §14.2), and a
+/// viewer's preconditions are ignored for a response that would not be a
+/// success (§13.2.1); the rare stored 203 or 204 is replayed whole too.
+fn respond_whole(
+    replica: &crate::Shared,
+    object: &Arc<Object>,
+    found: Found,
+    method: &Method,
+    mut headers: HeaderMap,
+) -> Option<Response> {
+    let status = object.meta.status;
+    let total = object.meta.total;
+    let cache_status = match found {
+        Found::Discovered => CacheStatus::Miss,
+        Found::Revalidated => CacheStatus::Revalidated,
+        Found::Stale => CacheStatus::Stale,
+        _ if total > 0 && object.ready_chunks() == 0 => CacheStatus::Miss,
+        _ => CacheStatus::Hit,
+    };
+    // RFC 9110 §8.6: no Content-Length on a 204.
+    if status != StatusCode::NO_CONTENT {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(total));
+    }
+    if total == 0 || method == Method::HEAD {
+        return Some(finish(
+            replica,
+            status,
+            headers,
+            cache_status,
+            Body::empty(),
+        ));
+    }
+    if cache_status != CacheStatus::Hit && replica.store.is_low_disk() {
+        return None;
+    }
+    let body = replica.pump.body(object.clone(), 0, total - 1);
     Some(finish(replica, status, headers, cache_status, body))
 }
 

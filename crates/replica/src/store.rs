@@ -91,9 +91,19 @@ pub struct Store {
     pub(crate) low_disk: AtomicBool,
     /// Origin responses being written, so shutdown can let them finish.
     pub(crate) fills: watch::Sender<usize>,
+    /// The lifetime given to responses without explicit freshness where a
+    /// heuristic one is allowed (off: the Last-Modified heuristic).
+    pub(crate) default_ttl: Option<std::time::Duration>,
 }
 
 impl Store {
+    /// Gives responses without explicit freshness this lifetime where a
+    /// heuristic one is allowed (RFC 9111 §4.2.2).
+    pub fn with_default_ttl(mut self, ttl: Option<std::time::Duration>) -> Store {
+        self.default_ttl = ttl;
+        self
+    }
+
     /// Opens the cache in `cache_dir`, rebuilding the index from what a
     /// previous run stored. Blocking.
     pub fn open(
@@ -121,6 +131,7 @@ impl Store {
             vary_specs: Mutex::new(HashMap::new()),
             low_disk: AtomicBool::new(false),
             fills: watch::channel(0).0,
+            default_ttl: None,
         };
         // Oldest chunks first, so they are the first to go if the cache
         // is now smaller than what is on disk.

@@ -27,6 +27,7 @@ fn index_rebuild_of_100k_chunks() {
     let created = Instant::now();
     for object in 0..1000u64 {
         let meta = Meta {
+            status: http::StatusCode::OK,
             total: 100 * chunk,
             etag: Some(HeaderValue::from_str(&format!("\"v{object}\"")).unwrap()),
             last_modified: None,

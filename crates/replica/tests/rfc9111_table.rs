@@ -11,11 +11,15 @@
 //! - `S`  stale: served stale as the request allows, the origin not asked.
 //! - `W`  stale while revalidating: served stale at once, and one
 //!   conditional request goes out in the background.
+//! - `M`  refetched: a stored response without validators (a 404, say)
+//!   can only be fetched again: one plain request, served as a `MISS`.
 //! - `P`  passed through: the response was not stored.
 //! - `G`  504: `only-if-cached` and nothing usable stored; origin not asked.
 //!
 //! The first request of every case is a plain GET: `MISS` when the row is
-//! storable, `PASS` when it is not.
+//! storable, `PASS` when it is not. Rows other than 200 test which status
+//! codes are stored by default and which only with explicit freshness
+//! (RFC 9110 §15.1, RFC 9111 §3, §4.2.2).
 
 use std::time::{Duration, SystemTime};
 
@@ -36,6 +40,7 @@ const COLUMNS: [(&str, Option<(&str, &str)>); 8] = [
 
 struct Row {
     name: &'static str,
+    status: u16,
     headers: Vec<(&'static str, String)>,
     storable: bool,
     /// One cell per column.
@@ -56,10 +61,19 @@ fn rows() -> Vec<Row> {
     let cc = |v: &str| vec![("cache-control", v.to_owned())];
     let row = |name, headers, storable, expect| Row {
         name,
+        status: 200,
         headers,
         storable,
         expect,
     };
+    let status_row = |status, name, headers, storable, expect| Row {
+        name,
+        status,
+        headers,
+        storable,
+        expect,
+    };
+    let long_ago = || vec![("last-modified", date(-100 * 86400))];
     vec![
         //                                                                  plain nc pr ma0 ms oic ns mf
         row("max-age fresh", cc("max-age=3600"), true, "HRRRHHHR"),
@@ -258,6 +272,41 @@ fn rows() -> Vec<Row> {
             false,
             "PPPPPGPP",
         ),
+        //                                                                  plain nc pr ma0 ms oic ns mf
+        status_row(404, "404 max-age", cc("max-age=3600"), true, "HMMMHHHM"),
+        status_row(404, "404 heuristic", long_ago(), true, "HMMMHHHH"),
+        status_row(404, "404 no freshness", vec![], true, "MMMMSGMM"),
+        status_row(404, "404 no-store", cc("no-store"), false, "PPPPPGPP"),
+        status_row(410, "410 max-age", cc("max-age=3600"), true, "HMMMHHHM"),
+        status_row(301, "301 heuristic", long_ago(), true, "HMMMHHHH"),
+        status_row(308, "308 max-age", cc("max-age=3600"), true, "HMMMHHHM"),
+        status_row(204, "204 heuristic", long_ago(), true, "HMMMHHHH"),
+        status_row(203, "203 heuristic", long_ago(), true, "HMMMHHHH"),
+        status_row(405, "405 heuristic", long_ago(), true, "HMMMHHHH"),
+        status_row(501, "501 heuristic", long_ago(), true, "HMMMHHHH"),
+        status_row(302, "302 no freshness", long_ago(), false, "PPPPPGPP"),
+        status_row(302, "302 max-age", cc("max-age=3600"), true, "HMMMHHHM"),
+        status_row(
+            307,
+            "307 public heuristic",
+            vec![
+                ("cache-control", "public".into()),
+                ("last-modified", date(-100 * 86400)),
+            ],
+            true,
+            "HMMMHHHH",
+        ),
+        status_row(
+            307,
+            "307 Expires ahead",
+            vec![("expires", date(3600))],
+            true,
+            "HMMMHHHM",
+        ),
+        status_row(403, "403 no freshness", long_ago(), false, "PPPPPGPP"),
+        status_row(403, "403 s-maxage", cc("s-maxage=3600"), true, "HMMMHHHM"),
+        status_row(500, "500 no freshness", long_ago(), false, "PPPPPGPP"),
+        status_row(503, "503 no freshness", vec![], false, "PPPPPGPP"),
     ]
 }
 
@@ -286,10 +335,13 @@ async fn every_response_rule_against_every_request_rule() {
             let path = format!("/r{r}-{column}.mp4");
             let headers: Vec<(&str, &str)> =
                 row.headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
-            origin.put_with(&path, content.clone(), &headers);
+            let row_status = http::StatusCode::from_u16(row.status).unwrap();
+            origin.put_status(&path, row_status, content.clone(), &headers);
+            let want_len = if row.status == 204 { 0 } else { 10_000 };
             let url = format!("{}{path}", replica.url());
 
             let first = client.get(&url).send().await.unwrap();
+            let first_status = first.status().as_u16();
             let first_cache = first.headers()["x-cache"].to_str().unwrap().to_owned();
             let first_body = first.bytes().await.unwrap();
             let want_first = if row.storable { "MISS" } else { "PASS" };
@@ -311,21 +363,27 @@ async fn every_response_rule_against_every_request_rule() {
             let conditional = |seen: &[vcdn_test_support::origin::Logged]| {
                 seen.len() == 1 && seen[0].if_none_match.is_some() && seen[0].status == 304
             };
+            let refetched = |seen: &[vcdn_test_support::origin::Logged]| {
+                seen.len() == 1 && seen[0].if_none_match.is_none() && seen[0].status == row_status
+            };
+            let want = row.status;
             let ok = first_cache == want_first
-                && first_body.len() == 10_000
+                && first_status == want
+                && first_body.len() == want_len
                 && match expect {
-                    'H' => status == 200 && cache == "HIT" && seen.is_empty(),
-                    'R' => status == 200 && cache == "REVALIDATED" && conditional(&seen),
-                    'S' => status == 200 && cache == "STALE" && seen.is_empty(),
-                    'W' => status == 200 && cache == "STALE" && conditional(&seen),
-                    'P' => status == 200 && cache == "PASS" && !seen.is_empty(),
+                    'H' => status == want && cache == "HIT" && seen.is_empty(),
+                    'R' => status == want && cache == "REVALIDATED" && conditional(&seen),
+                    'M' => status == want && cache == "MISS" && refetched(&seen),
+                    'S' => status == want && cache == "STALE" && seen.is_empty(),
+                    'W' => status == want && cache == "STALE" && conditional(&seen),
+                    'P' => status == want && cache == "PASS" && !seen.is_empty(),
                     'G' => status == 504 && seen.is_empty(),
                     _ => false,
                 }
-                && (expect == 'G' || body.len() == 10_000);
+                && (expect == 'G' || body.len() == want_len);
             if !ok {
                 failures.push(format!(
-                    "{} / {column}: expected {expect} (first {want_first}), got first {first_cache}, then {status} {cache}, origin saw {:?}",
+                    "{} / {column}: expected {expect} (first {want_first}), got first {first_status} {first_cache}, then {status} {cache}, origin saw {:?}",
                     row.name,
                     seen.iter()
                         .map(|s| format!("{} inm={:?}", s.status, s.if_none_match))

@@ -364,3 +364,112 @@ async fn an_uncacheable_url_is_passed_straight_through_after_the_first_answer() 
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_video_is_cached_as_a_404_and_replaced_when_it_appears() {
+    let (cluster, origin, replica) = setup().await;
+    let client = cluster.client();
+    let page = Content::Virtual { len: 300, seed: 7 };
+    origin.put_status(
+        "/soon.mp4",
+        StatusCode::NOT_FOUND,
+        page.clone(),
+        &[("cache-control", "max-age=3600")],
+    );
+    let url = format!("{}/soon.mp4", replica.url());
+
+    // Many viewers of a missing video cost the origin one request.
+    let first = get(&client, &url, &[]).await;
+    assert_eq!(
+        (first.status, first.cache.as_str()),
+        (StatusCode::NOT_FOUND, "MISS")
+    );
+    for _ in 0..5 {
+        // A seek into it gets the 404 whole, not a range of it.
+        let again = get(&client, &url, &[("range", "bytes=100-199")]).await;
+        assert_eq!(
+            (again.status, again.cache.as_str()),
+            (StatusCode::NOT_FOUND, "HIT")
+        );
+        assert_eq!(sha256(&again.body), page.sha256());
+        assert!(!again.headers.contains_key("content-range"));
+        assert!(!again.headers.contains_key("accept-ranges"));
+        assert!(again.headers.contains_key("age"));
+    }
+    let head = client.head(&url).send().await.unwrap();
+    assert_eq!(head.status(), StatusCode::NOT_FOUND);
+    assert_eq!(head.headers()["content-length"], "300");
+    assert_eq!(origin.requests_for("/soon.mp4").len(), 1);
+
+    // Published: a viewer who reloads (so the stored 404 is checked
+    // again) gets the video, and it replaces the 404 for everyone.
+    origin.put("/soon.mp4", content(3));
+    let reloaded = get(&client, &url, &[("cache-control", "no-cache")]).await;
+    assert_eq!(
+        (reloaded.status, reloaded.cache.as_str()),
+        (StatusCode::OK, "MISS")
+    );
+    assert_eq!(sha256(&reloaded.body), content(3).sha256());
+    let hit = get(&client, &url, &[("range", "bytes=0-99")]).await;
+    assert_eq!(
+        (hit.status, hit.cache.as_str()),
+        (StatusCode::PARTIAL_CONTENT, "HIT")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_default_ttl_applies_only_where_a_heuristic_lifetime_may() {
+    let cluster = TestCluster::new();
+    let origin = cluster.start_test_origin().await;
+    let config = vcdn_replica::Config {
+        chunk_bytes: 64 * KIB,
+        min_free_disk_bytes: 0,
+        default_ttl_ms: Some(3_600_000),
+        ..Default::default()
+    };
+    let replica = cluster.start_replica(&origin.url(), config).await;
+    let client = cluster.client();
+    type Case = (
+        &'static str,
+        StatusCode,
+        &'static [(&'static str, &'static str)],
+        &'static str,
+    );
+    let cases: [Case; 6] = [
+        // No freshness stated: the default TTL makes it a hit.
+        ("/plain.mp4", StatusCode::OK, &[], "HIT"),
+        ("/gone.mp4", StatusCode::NOT_FOUND, &[], "HIT"),
+        (
+            "/public-redirect",
+            StatusCode::FOUND,
+            &[("cache-control", "public")],
+            "HIT",
+        ),
+        // Explicit freshness wins over the default.
+        (
+            "/zero.mp4",
+            StatusCode::OK,
+            &[("cache-control", "max-age=0")],
+            "REVALIDATED",
+        ),
+        (
+            "/no-cache.mp4",
+            StatusCode::OK,
+            &[("cache-control", "no-cache")],
+            "REVALIDATED",
+        ),
+        // A 302 is not heuristically cacheable: not stored at all.
+        ("/redirect", StatusCode::FOUND, &[], "PASS"),
+    ];
+    for (path, status, headers, want) in cases {
+        origin.put_status(path, status, content(4), headers);
+        let url = format!("{}{path}", replica.url());
+        get(&client, &url, &[]).await;
+        let second = get(&client, &url, &[]).await;
+        assert_eq!(
+            (second.status, second.cache.as_str()),
+            (status, want),
+            "{path}"
+        );
+    }
+}

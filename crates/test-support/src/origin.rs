@@ -115,6 +115,9 @@ struct File {
     etag: String,
     /// Caching headers of this path, replacing the origin-wide ones.
     headers: Option<Vec<(String, String)>>,
+    /// The status every response for the path has; its body is the
+    /// content, sent whole, without validators.
+    status: StatusCode,
 }
 
 #[derive(Default)]
@@ -201,6 +204,7 @@ impl TestOrigin {
                 content,
                 etag: format!("\"v{version}\""),
                 headers: None,
+                status: StatusCode::OK,
             },
         );
     }
@@ -217,6 +221,22 @@ impl TestOrigin {
                     .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
                     .collect(),
             );
+        }
+    }
+
+    /// Makes every response for `path` a `status` (a 404, a 301...) whose
+    /// body is `content`, with these headers and no validators. Ranges and
+    /// preconditions are ignored, as for any response that is not a 200.
+    pub fn put_status(
+        &self,
+        path: &str,
+        status: StatusCode,
+        content: Content,
+        headers: &[(&str, &str)],
+    ) {
+        self.put_with(path, content, headers);
+        if let Some(file) = self.state.files.lock().unwrap().get_mut(path) {
+            file.status = status;
         }
     }
 
@@ -341,7 +361,14 @@ async fn handle(State(state): State<Arc<OriginState>>, request: Request) -> Resp
             files.get(&path)
         };
         (
-            chosen.map(|f| (f.content.clone(), f.etag.clone(), f.headers.clone())),
+            chosen.map(|f| {
+                (
+                    f.content.clone(),
+                    f.etag.clone(),
+                    f.headers.clone(),
+                    f.status,
+                )
+            }),
             varies,
         )
     };
@@ -367,11 +394,27 @@ async fn handle(State(state): State<Arc<OriginState>>, request: Request) -> Resp
         respond(status);
         return status.into_response();
     }
-    let Some((content, etag, path_headers)) = file else {
+    let Some((content, etag, path_headers, status)) = file else {
         respond(StatusCode::NOT_FOUND);
         return StatusCode::NOT_FOUND.into_response();
     };
     let len = content.len();
+    if status != StatusCode::OK {
+        respond(status);
+        let mut response = Response::builder().status(status);
+        for (name, value) in extra_headers.iter().chain(path_headers.iter().flatten()) {
+            response = response.header(name.as_str(), value.as_str());
+        }
+        if status != StatusCode::NO_CONTENT {
+            response = response.header(header::CONTENT_LENGTH, HeaderValue::from(len));
+        }
+        let body = if request.method() == Method::HEAD || status == StatusCode::NO_CONTENT {
+            Body::empty()
+        } else {
+            body(state.clone(), content, 0, len)
+        };
+        return response.body(body).unwrap_or_default();
+    }
     let validators = Validators {
         etag: ETag::parse(&etag),
         last_modified: None,
