@@ -46,6 +46,16 @@ pub fn etag(metadata: &std::fs::Metadata) -> ETag {
     ))
 }
 
+/// A 404 that caches may remember for `not_found_cache_control`.
+fn not_found(state: &crate::State) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CACHE_CONTROL, state.not_found_cache_control.clone())],
+        "not found\n",
+    )
+        .into_response()
+}
+
 pub(crate) async fn handler(
     State(state): State<Arc<crate::State>>,
     method: Method,
@@ -69,9 +79,7 @@ pub(crate) async fn handler(
             tracing::info!(path = uri.path(), why, "bad request path");
             return (StatusCode::BAD_REQUEST, format!("bad request: {why}\n")).into_response();
         }
-        Ok(Err(Refusal::NotFound)) => {
-            return (StatusCode::NOT_FOUND, "not found\n").into_response();
-        }
+        Ok(Err(Refusal::NotFound)) => return not_found(&state),
         Err(e) => {
             tracing::error!(error = %e, "path resolution task failed");
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
@@ -82,7 +90,7 @@ pub(crate) async fn handler(
         Ok(f) => f,
         Err(e) => {
             tracing::warn!(path = %file_path.display(), error = %e, "cannot open file");
-            return (StatusCode::NOT_FOUND, "not found\n").into_response();
+            return not_found(&state);
         }
     };
     let metadata = match file.metadata().await {

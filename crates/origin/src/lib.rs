@@ -39,6 +39,10 @@ pub struct Config {
     /// `Cache-Control` sent with every file, telling caches how long they
     /// may reuse it without asking again.
     pub cache_control: String,
+    /// `Cache-Control` sent with a 404: how long caches may remember that
+    /// a video does not exist (so a crowd asking for it costs one request),
+    /// which is also how long a newly added video may stay unseen there.
+    pub not_found_cache_control: String,
     /// Most files listed by the catalog; a walk stops there.
     pub catalog_max_files: usize,
 }
@@ -50,6 +54,7 @@ impl Default for Config {
             plain_listen: None,
             videos_dir: PathBuf::from("videos"),
             cache_control: "public, max-age=3600".into(),
+            not_found_cache_control: "max-age=10".into(),
             catalog_max_files: 10_000,
         }
     }
@@ -57,9 +62,13 @@ impl Default for Config {
 
 impl Config {
     pub fn validate(&self) -> Result<(), Error> {
-        http::HeaderValue::from_str(&self.cache_control).map_err(|_| {
-            Error::Config("origin.cache_control is not a valid header value".into())
-        })?;
+        for (name, value) in [
+            ("cache_control", &self.cache_control),
+            ("not_found_cache_control", &self.not_found_cache_control),
+        ] {
+            http::HeaderValue::from_str(value)
+                .map_err(|_| Error::Config(format!("origin.{name} is not a valid header value")))?;
+        }
         if self.catalog_max_files == 0 {
             return Err(Error::Config(
                 "origin.catalog_max_files must be positive".into(),
@@ -84,12 +93,18 @@ pub enum Error {
     Http(#[from] vcdn_http::Error),
 }
 
+fn header_value(text: &str) -> Result<http::HeaderValue, Error> {
+    http::HeaderValue::from_str(text)
+        .map_err(|_| Error::Config(format!("{text:?} is not a valid header value")))
+}
+
 /// State shared by the origin's handlers.
 pub(crate) struct State {
     /// The videos folder, canonicalized once so that containment checks
     /// compare real paths.
     pub root: PathBuf,
     pub cache_control: http::HeaderValue,
+    pub not_found_cache_control: http::HeaderValue,
     pub catalog: catalog::Catalog,
 }
 
@@ -115,9 +130,8 @@ pub async fn build(config: &Config, serving: &Serving) -> Result<Origin, Error> 
     let state = Arc::new(State {
         catalog: catalog::Catalog::new(root.clone(), config.catalog_max_files),
         root,
-        cache_control: http::HeaderValue::from_str(&config.cache_control).map_err(|_| {
-            Error::Config("origin.cache_control is not a valid header value".into())
-        })?,
+        cache_control: header_value(&config.cache_control)?,
+        not_found_cache_control: header_value(&config.not_found_cache_control)?,
     });
     let router = Router::new()
         .route("/healthz", get(|| async { vcdn_http::healthz("origin") }))

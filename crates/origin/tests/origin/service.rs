@@ -53,3 +53,13 @@ async fn large_file_downloads_identically_over_h2_and_http1() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_file_is_a_404_caches_may_remember_briefly() {
+    let cluster = origin_with(&[]).await;
+    for (client, _) in clients(&cluster) {
+        let response = get(&client, &cluster, "/not-yet.mp4", &[]).await;
+        assert_eq!(response.status, 404);
+        assert_eq!(response.header("cache-control"), "max-age=10");
+    }
+}
