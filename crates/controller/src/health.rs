@@ -468,6 +468,7 @@ pub(crate) async fn probe_loop(shared: Arc<crate::Shared>, member: Arc<Member>) 
         tokio::select! {
             _ = member.stopped() => return,
             _ = tick.tick() => {}
+            _ = member.probe_requested() => tick.reset(),
         }
         let started = Instant::now();
         let outcome = tokio::select! {

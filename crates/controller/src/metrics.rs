@@ -31,6 +31,7 @@ pub struct Metrics {
     probes: Family<ReplicaLabels, Counter>,
     probe_failures: Family<ReplicaLabels, Counter>,
     proxy_failovers: Family<ReplicaLabels, Counter>,
+    proxy_resumes: Family<ReplicaLabels, Counter>,
     unavailable: Counter,
     pub healthy_replicas: Gauge,
     pub known_replicas: Gauge,
@@ -43,6 +44,7 @@ impl Metrics {
         let probes = Family::<ReplicaLabels, Counter>::default();
         let probe_failures = Family::<ReplicaLabels, Counter>::default();
         let proxy_failovers = Family::<ReplicaLabels, Counter>::default();
+        let proxy_resumes = Family::<ReplicaLabels, Counter>::default();
         let unavailable = Counter::default();
         let healthy_replicas = Gauge::default();
         let known_replicas = Gauge::default();
@@ -61,6 +63,11 @@ impl Metrics {
             "proxy_failovers",
             "Proxied requests a replica failed before the first byte, by replica",
             proxy_failovers.clone(),
+        );
+        registry.register(
+            "proxy_resumes",
+            "Proxied bodies picked up mid-way after their upstream failed, by the upstream that took over",
+            proxy_resumes.clone(),
         );
         registry.register(
             "unavailable",
@@ -83,6 +90,7 @@ impl Metrics {
             probes,
             probe_failures,
             proxy_failovers,
+            proxy_resumes,
             unavailable,
             healthy_replicas,
             known_replicas,
@@ -107,6 +115,14 @@ impl Metrics {
         if failed {
             self.probe_failures.get_or_create(&labels).inc();
         }
+    }
+
+    pub fn proxy_resume(&self, replica: &str) {
+        self.proxy_resumes
+            .get_or_create(&ReplicaLabels {
+                replica: replica.to_owned(),
+            })
+            .inc();
     }
 
     pub fn proxy_failover(&self, replica: &str) {

@@ -46,6 +46,8 @@ pub struct Member {
     routed_since_probe: AtomicU64,
     routed_total: AtomicU64,
     stop: CancellationToken,
+    /// Wakes the probe loop before its next tick.
+    probe_now: tokio::sync::Notify,
 }
 
 #[derive(Debug)]
@@ -71,7 +73,20 @@ impl Member {
             routed_since_probe: AtomicU64::new(0),
             routed_total: AtomicU64::new(0),
             stop,
+            probe_now: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Asks for a probe now rather than at the next interval: a proxied
+    /// request just failed here. Only the probe decides health, so one
+    /// failed viewer request cannot take a replica out by itself.
+    pub fn probe_soon(&self) {
+        self.probe_now.notify_one();
+    }
+
+    /// Resolves when [`probe_soon`](Self::probe_soon) was called.
+    pub async fn probe_requested(&self) {
+        self.probe_now.notified().await;
     }
 
     fn state(&self) -> MutexGuard<'_, MemberState> {

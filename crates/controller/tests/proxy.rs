@@ -5,7 +5,12 @@ mod common;
 use common::{
     Content, Running, StandIn, client, config, start_controller, start_replica_at, wait_healthy,
 };
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
 use http::{StatusCode, header};
+use tokio::sync::Notify;
 use vcdn_controller::Mode;
 use vcdn_test_support::{TestCluster, pattern, sha256};
 
@@ -192,4 +197,122 @@ async fn proxy_falls_back_to_the_origin_when_no_replica_is_healthy() {
     assert_eq!(response.status(), StatusCode::PARTIAL_CONTENT);
     assert!(response.headers().get("x-served-by").is_none());
     assert_eq!(response.bytes().await.unwrap(), &video[10..20]);
+}
+
+/// A viewer mid-way through a proxied download whose replica dies: a
+/// replica `dying` that stops after its first megabyte, and a free address
+/// where a good replica will be started.
+async fn dying_replica_mid_download(
+    etag: Option<String>,
+) -> (TestCluster, Vec<u8>, StandIn, Arc<Notify>, SocketAddr) {
+    let (cluster, video) = origin_with_video().await;
+    let dying = StandIn::start(&cluster, "dying").await;
+    let die = Arc::new(Notify::new());
+    dying.set_content(Content::DiesMidBody {
+        body: Bytes::from(video.clone()),
+        etag,
+        after: 1_000_000,
+        die: die.clone(),
+    });
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    (cluster, video, dying, die, free)
+}
+
+#[tokio::test]
+async fn a_replica_dying_mid_body_is_resumed_from_another_without_the_viewer_noticing() {
+    let (cluster, video, dying, die, free) = dying_replica_mid_download(None).await;
+    let client = client(&cluster);
+    // Resumable only when the dying replica announced a strong ETag: the
+    // origin's, as a real replica replays it.
+    let origin_etag = client
+        .head(format!("{}/movie.mp4", cluster.origin_url()))
+        .send()
+        .await
+        .unwrap()
+        .headers()[header::ETAG]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    dying.set_content(Content::DiesMidBody {
+        body: Bytes::from(video.clone()),
+        etag: Some(origin_etag),
+        after: 1_000_000,
+        die: die.clone(),
+    });
+    let good_url = format!("https://127.0.0.1:{}", free.port());
+    let urls = vec![dying.url(), good_url.clone()];
+    let mut config = config(&urls, &cluster.origin_url());
+    config.mode = Mode::Proxy;
+    config.fallback_to_origin = false;
+    let controller = start_controller(&cluster, config).await;
+    // Only the dying replica is up when the viewer starts.
+    wait_healthy(&client, &controller.url(), &[dying.url()]).await;
+    let response = client
+        .get(format!("{}/movie.mp4", controller.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["x-served-by"], "dying");
+
+    let _good = start_replica_at(&cluster, &cluster.origin_url(), free, "cache").await;
+    wait_healthy(&client, &controller.url(), &urls).await;
+    die.notify_one();
+
+    let body = response.bytes().await.expect("the body completes");
+    assert_eq!(sha256(&body), sha256(&video), "every byte, in order");
+    let metrics = client
+        .get(format!("{}/metrics", controller.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "vcdn_controller_proxy_resumes_total{{replica=\"{good_url}\"}} 1"
+        )),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_body_without_a_strong_etag_is_aborted_not_spliced() {
+    let (cluster, video, dying, die, free) = dying_replica_mid_download(None).await;
+    let good = start_replica_at(&cluster, &cluster.origin_url(), free, "cache").await;
+    let urls = vec![dying.url(), good.url()];
+    let mut config = config(&urls, &cluster.origin_url());
+    config.mode = Mode::Proxy;
+    let controller = start_controller(&cluster, config).await;
+    let client = client(&cluster);
+    wait_healthy(&client, &controller.url(), &urls).await;
+
+    // Distinct videos, so stickiness does not pin them: round-robin sends
+    // one of the first two to the dying replica.
+    let mut aborted = 0;
+    for (path, expected) in [
+        ("/movie.mp4", &video[..]),
+        ("/short-0.mp4", &video[..100_000]),
+    ] {
+        let response = client
+            .get(format!("{}{path}", controller.url()))
+            .send()
+            .await
+            .unwrap();
+        if response.headers()["x-served-by"] == "dying" {
+            die.notify_one();
+            assert!(
+                response.bytes().await.is_err(),
+                "a body that cannot be resumed ends with an error, not short"
+            );
+            aborted += 1;
+        } else {
+            assert_eq!(sha256(&response.bytes().await.unwrap()), sha256(expected));
+        }
+    }
+    assert_eq!(aborted, 1);
 }

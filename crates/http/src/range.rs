@@ -90,6 +90,28 @@ pub fn first_byte_hint(header: Option<&HeaderValue>) -> Option<u64> {
     }
 }
 
+/// A parsed `Content-Range: bytes first-last/total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContentRange {
+    pub first: u64,
+    pub last: u64,
+    pub total: u64,
+}
+
+/// Parses a satisfied `Content-Range` (`bytes a-b/n`, with a known total).
+pub fn content_range(headers: &http::HeaderMap) -> Option<ContentRange> {
+    let text = headers.get(http::header::CONTENT_RANGE)?.to_str().ok()?;
+    let rest = text.strip_prefix("bytes ")?;
+    let (span, total) = rest.split_once('/')?;
+    let (first, last) = span.split_once('-')?;
+    let range = ContentRange {
+        first: first.trim().parse().ok()?,
+        last: last.trim().parse().ok()?,
+        total: total.trim().parse().ok()?,
+    };
+    (range.first <= range.last && range.last < range.total).then_some(range)
+}
+
 /// The `Content-Range` value of a 416: `bytes */len`.
 pub fn unsatisfied_content_range(complete_len: u64) -> HeaderValue {
     header_value(format!("bytes */{complete_len}"))

@@ -11,27 +11,7 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use crate::Error;
 
-/// A parsed `Content-Range: bytes first-last/total`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ContentRange {
-    pub first: u64,
-    pub last: u64,
-    pub total: u64,
-}
-
-/// Parses a satisfied `Content-Range` (`bytes a-b/n`, with a known total).
-pub fn content_range(headers: &HeaderMap) -> Option<ContentRange> {
-    let text = headers.get(header::CONTENT_RANGE)?.to_str().ok()?;
-    let rest = text.strip_prefix("bytes ")?;
-    let (span, total) = rest.split_once('/')?;
-    let (first, last) = span.split_once('-')?;
-    let range = ContentRange {
-        first: first.trim().parse().ok()?,
-        last: last.trim().parse().ok()?,
-        total: total.trim().parse().ok()?,
-    };
-    (range.first <= range.last && range.last < range.total).then_some(range)
-}
+pub use vcdn_http::range::{ContentRange, content_range};
 
 /// The declared `Content-Length`, if any.
 pub fn content_length(headers: &HeaderMap) -> Option<u64> {

@@ -88,6 +88,15 @@ pub enum Content {
     BrokenBody,
     /// 503, as a replica that is shutting down.
     Unavailable,
+    /// 200 announcing all of `body` (with `etag`, if any), sending its
+    /// first `after` bytes, then failing once `die` is notified: a replica
+    /// that dies mid-body.
+    DiesMidBody {
+        body: Bytes,
+        etag: Option<String>,
+        after: usize,
+        die: Arc<tokio::sync::Notify>,
+    },
 }
 
 /// One request a stand-in received.
@@ -241,6 +250,29 @@ async fn stand_in_content(State(state): State<Arc<StandInState>>, request: Reque
             Response::new(Body::from_stream(failing))
         }
         Content::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response(),
+        Content::DiesMidBody {
+            body,
+            etag,
+            after,
+            die,
+        } => {
+            let len = body.len();
+            let sent = futures_util::stream::once(async move { Ok(body.slice(..after)) });
+            let dies = futures_util::stream::once(async move {
+                die.notified().await;
+                Err::<Bytes, _>(std::io::Error::other("stand-in dies mid-body"))
+            });
+            let mut response = Response::new(Body::from_stream(futures_util::StreamExt::chain(
+                sent, dies,
+            )));
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_LENGTH, len.into());
+            headers.insert("x-served-by", state.name.parse().unwrap());
+            if let Some(etag) = etag {
+                headers.insert(header::ETAG, etag.parse().unwrap());
+            }
+            response
+        }
     }
 }
 
