@@ -160,15 +160,26 @@ pub fn stamp() -> String {
     format!("{nanos:x}{:x}", COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
-/// Moves an object directory into the trash (atomically) and deletes it.
-/// Blocking.
-pub fn discard(cache_dir: &Path, dir: &Path) {
+/// Moves an object directory into the trash, atomically, so neither this
+/// run nor a restart sees it as an object again; returns where it went (or
+/// `dir` itself if it cannot be moved). One rename: cheap enough to call
+/// anywhere. [`delete`] removes it.
+pub fn move_to_trash(cache_dir: &Path, dir: &Path) -> PathBuf {
     let trash = cache_dir.join("trash").join(stamp());
-    let target = match std::fs::rename(dir, &trash) {
+    match std::fs::rename(dir, &trash) {
         Ok(()) => trash,
         Err(_) => dir.to_owned(),
-    };
-    let _ = std::fs::remove_dir_all(target);
+    }
+}
+
+/// Deletes a discarded object directory. Blocking.
+pub fn delete(dir: &Path) {
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Moves an object directory into the trash and deletes it. Blocking.
+fn discard(cache_dir: &Path, dir: &Path) {
+    delete(&move_to_trash(cache_dir, dir));
 }
 
 /// An object found on disk at start.

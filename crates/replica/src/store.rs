@@ -96,6 +96,26 @@ pub struct Store {
     pub(crate) default_ttl: Option<std::time::Duration>,
 }
 
+/// Disk allocation unit the budget rounds every file up to.
+const DISK_BLOCK: u64 = 4096;
+/// What an object costs on disk besides its chunks: its directory and
+/// `meta.json`, a block each.
+const OBJECT_OVERHEAD: u64 = 2 * DISK_BLOCK;
+
+/// What a chunk counts against `cache_max_bytes`: the disk blocks it
+/// takes, and for chunk 0 also its object's directory and metadata, so a
+/// cache of many small objects (404 pages, thumbnails) stays within its
+/// bound too. An object cached without its chunk 0 (a seek far into a
+/// video) has its 8 KiB of overhead uncounted, beside at least one chunk.
+fn disk_footprint(index: u64, bytes: u64) -> u64 {
+    let blocks = bytes.div_ceil(DISK_BLOCK) * DISK_BLOCK;
+    if index == 0 {
+        blocks + OBJECT_OVERHEAD
+    } else {
+        blocks
+    }
+}
+
 impl Store {
     /// Gives responses without explicit freshness this lifetime where a
     /// heuristic one is allowed (RFC 9111 §4.2.2).
@@ -354,7 +374,9 @@ impl Store {
         let evicted = {
             let mut budget = self.budget();
             budget.objects.insert(object.id, object.clone());
-            let victims = budget.evictor.admit((object.id, index), bytes);
+            let victims = budget
+                .evictor
+                .admit((object.id, index), disk_footprint(index, bytes));
             victims
                 .into_iter()
                 .filter_map(|(id, index)| Some((budget.objects.get(&id)?.clone(), index)))
@@ -406,9 +428,13 @@ impl Store {
             budget.objects.remove(&object.id);
         }
         self.update_gauges();
-        let cache_dir = self.cache_dir.clone();
-        let dir = object.dir.clone();
-        std::thread::spawn(move || disk::discard(&cache_dir, &dir));
+        // Out of `objects/` at once, so what is there is what the budget
+        // counts; the deletion itself runs in the background.
+        let doomed = disk::move_to_trash(&self.cache_dir, &object.dir);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(move || disk::delete(&doomed))),
+            Err(_) => disk::delete(&doomed),
+        }
     }
 
     /// Purges one path (all its query variants too) or every path under a
