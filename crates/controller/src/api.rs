@@ -5,18 +5,22 @@
 //!   `{"replica":"vcdn-8081","url":"https://localhost:8081/x.mp4",
 //!   "strategy":"round-robin","fallback":false}`. It counts as a route.
 //! - `GET /api/cluster`: every replica's health, load, cache statistics
-//!   and recent history, and the cluster's origin offload.
+//!   and recent history, and the cluster's origin offload. With
+//!   `?changed_after=<generation>` (the `generation` of a previous answer)
+//!   it waits up to a second for a replica to change state or membership,
+//!   so a dashboard polling this way shows a replica going down as soon as
+//!   the controller sees it, and otherwise refreshes every second.
 //! - `GET /healthz`: the controller is up (even with no healthy replica:
 //!   it still answers, falling back to the origin).
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use axum::Json;
-use axum::extract::{Request, State};
+use axum::extract::{Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use http::header;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::health::{Rates, Report, Sample, unix_ms};
 use crate::redirect::{Target, target_url};
@@ -137,6 +141,9 @@ impl ReplicaView {
 
 #[derive(Debug, Serialize)]
 pub struct Cluster {
+    /// Counts changes of membership and replica state; pass it back as
+    /// `changed_after` to wait for the next one.
+    pub generation: u64,
     pub generated_unix_ms: u64,
     pub strategy: &'static str,
     pub mode: &'static str,
@@ -154,7 +161,24 @@ pub struct Cluster {
     pub replicas: Vec<ReplicaView>,
 }
 
-pub(crate) async fn cluster(State(shared): State<Arc<Shared>>) -> Response {
+/// Longest a `changed_after` request is held.
+const LONG_POLL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct ClusterQuery {
+    changed_after: Option<u64>,
+}
+
+pub(crate) async fn cluster(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<ClusterQuery>,
+) -> Response {
+    let mut changes = shared.registry.subscribe();
+    if let Some(after) = query.changed_after {
+        let changed = changes.wait_for(|generation| *generation != after);
+        let _ = tokio::time::timeout(LONG_POLL, changed).await;
+    }
+    let generation = *changes.borrow_and_update();
     let replicas: Vec<ReplicaView> = shared
         .registry
         .members()
@@ -168,6 +192,7 @@ pub(crate) async fn cluster(State(shared): State<Arc<Shared>>) -> Response {
             (s.saturating_add(rs), o.saturating_add(ro))
         });
     let cluster = Cluster {
+        generation,
         generated_unix_ms: unix_ms(SystemTime::now()),
         strategy: shared.router.strategy().as_str(),
         mode: shared.config.mode.as_str(),

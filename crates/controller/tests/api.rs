@@ -168,3 +168,59 @@ async fn metrics_count_routes_by_replica_and_strategy_and_healthy_replicas() {
     );
     assert!(text.contains("vcdn_controller_probes_total"), "{text}");
 }
+
+#[tokio::test]
+async fn cluster_long_poll_answers_when_a_replica_changes_state() {
+    let cluster = TestCluster::new();
+    let a = StandIn::start(&cluster, "vcdn-a").await;
+    let b = StandIn::start(&cluster, "vcdn-b").await;
+    let urls = vec![a.url(), b.url()];
+    let controller = start_controller(&cluster, config(&urls, "https://127.0.0.1:9")).await;
+    let client = client(&cluster);
+    let (view, _) = wait_healthy(&client, &controller.url(), &urls).await;
+    let generation = view["generation"].as_u64().unwrap();
+
+    // Nothing changes: the answer comes anyway, with the same generation.
+    let quiet = client
+        .get(format!(
+            "{}/api/cluster?changed_after={generation}",
+            controller.url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(quiet.status(), StatusCode::OK);
+    assert_eq!(json(quiet).await["generation"], generation);
+
+    // A replica going down ends a wait with a new generation, and that
+    // answer shows it down.
+    b.set_healthz(StatusCode::OK, json!({"status": "draining"}));
+    let view = loop {
+        let view = json(
+            client
+                .get(format!(
+                    "{}/api/cluster?changed_after={generation}",
+                    controller.url()
+                ))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        if view["generation"] != generation {
+            break view;
+        }
+    };
+    let b_view = replica(&view, &b.url()).unwrap();
+    assert_eq!(b_view["state"], "down", "{view:#}");
+
+    let bad = client
+        .get(format!(
+            "{}/api/cluster?changed_after=soon",
+            controller.url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+}

@@ -65,9 +65,12 @@ export class Controller {
     return json(`${this.base}/api/route${path}`, { timeoutMs: 2000, ...options });
   }
 
-  /** Every replica's health, load and history, and the origin offload. */
-  cluster(options) {
-    return json(`${this.base}/api/cluster`, { timeoutMs: 2000, ...options });
+  /** Every replica's health, load and history, and the origin offload.
+   *  With `changedAfter` (a previous answer's `generation`) the controller
+   *  answers as soon as a replica changes state, or after a second. */
+  cluster({ changedAfter, ...options } = {}) {
+    const query = changedAfter === undefined ? '' : `?changed_after=${changedAfter}`;
+    return json(`${this.base}/api/cluster${query}`, { timeoutMs: 3000, ...options });
   }
 }
 

@@ -1,17 +1,22 @@
-// The cluster dashboard: the controller's /api/cluster, polled every
-// second, as one card per replica (health, requests/s, throughput, hit
+// The cluster dashboard: the controller's /api/cluster, long-polled (the
+// controller answers as soon as a replica changes state, else after a
+// second), as one card per replica (health, requests/s, throughput, hit
 // ratio, cache fill, active streams, each with its last two minutes) and
 // the cluster's origin offload.
 //
 // The controller takes a dead replica out after two failed probes half a
-// second apart; with a poll every second a death shows here within about
-// two seconds. A replica whose last probe failed but that is not yet out is
-// shown as "failing" at once.
+// second apart, about a second after its death; the long poll shows it here
+// at once. A replica whose last probe failed but that is not yet out is
+// shown as "failing".
 
 import { el, bytes, rate, percent, number, ago, host } from './format.js';
 import { sparkline, healthStrip } from './sparkline.js';
 
-const POLL_MS = 1000;
+/** Least time between two requests: the controller paces the long poll,
+ *  this only bounds the rate if it answers at once (an older controller). */
+const MIN_POLL_MS = 250;
+/** Wait after a failed request. */
+const RETRY_MS = 1000;
 /** Samples a chart holds at least: a short history starts at the right
  *  and grows to the left, up to all the controller keeps (120, one a
  *  second). */
@@ -173,10 +178,13 @@ export function showDashboard(root, controller) {
     }
   }
 
+  let generation;
   async function poll() {
     const started = Date.now();
+    let wait = MIN_POLL_MS;
     try {
-      const cluster = await controller.cluster({ signal: abort.signal });
+      const cluster = await controller.cluster({ changedAfter: generation, signal: abort.signal });
+      generation = cluster.generation;
       render(cluster);
       lastOk = Date.now();
       banner.hidden = true;
@@ -186,9 +194,11 @@ export function showDashboard(root, controller) {
       banner.hidden = false;
       banner.textContent = `Cannot reach the controller at ${controller.base}: ${e.message}. Showing the last figures; retrying every second.`;
       root.querySelector('.dashboard')?.classList.add('offline');
+      generation = undefined;
+      wait = RETRY_MS;
     }
     updated.textContent = lastOk ? `updated ${ago(Date.now() - lastOk)}` : '';
-    if (!abort.signal.aborted) timer = setTimeout(poll, Math.max(0, POLL_MS - (Date.now() - started)));
+    if (!abort.signal.aborted) timer = setTimeout(poll, Math.max(0, wait - (Date.now() - started)));
   }
   poll();
 
