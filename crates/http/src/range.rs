@@ -191,5 +191,25 @@ mod tests {
                 let _ = resolve(Some(&header), len);
             }
         }
+
+        #[test]
+        fn a_content_range_is_parsed_back_as_written(len in 1u64..u64::MAX, a in 0u64..u64::MAX, b in 0u64..u64::MAX) {
+            let (start, end) = (a.min(b) % len, a.max(b) % len);
+            let (start, end) = (start.min(end), start.max(end));
+            let mut headers = http::HeaderMap::new();
+            headers.insert(http::header::CONTENT_RANGE, ByteRange { start, end }.content_range(len));
+            prop_assert_eq!(content_range(&headers), Some(ContentRange { first: start, last: end, total: len }));
+        }
+
+        #[test]
+        fn any_content_range_parses_to_a_valid_span_or_nothing(value in "(bytes )?[0-9 */-]{0,40}") {
+            let mut headers = http::HeaderMap::new();
+            if let Ok(header) = HeaderValue::from_str(&value) {
+                headers.insert(http::header::CONTENT_RANGE, header);
+                if let Some(range) = content_range(&headers) {
+                    prop_assert!(range.first <= range.last && range.last < range.total);
+                }
+            }
+        }
     }
 }
