@@ -227,15 +227,19 @@ pub(crate) async fn prefetch_progress(
 }
 
 /// Fetches every chunk of one path into the cache; returns its size.
-async fn warm(store: &Arc<Store>, path: &str) -> Result<u64, &'static str> {
+async fn warm(store: &Arc<Store>, path: &str) -> Result<u64, String> {
     let object = match store
         .lookup(path, 0, &Directives::default(), &http::HeaderMap::new())
         .await
     {
         Lookup::Object(object, _) => object,
-        Lookup::Pass => return Err("not cacheable"),
-        Lookup::OriginFailed | Lookup::NotCached => return Err("origin unavailable"),
+        Lookup::Pass => return Err("not cacheable".into()),
+        Lookup::OriginFailed | Lookup::NotCached => return Err("origin unavailable".into()),
     };
+    if object.meta.status != StatusCode::OK {
+        // A stored 404 (or redirect) is cached, but nothing was warmed.
+        return Err(format!("the origin answered {}", object.meta.status));
+    }
     let count = object.chunk_count();
     if count == 0 {
         return Ok(0);
@@ -247,7 +251,7 @@ async fn warm(store: &Arc<Store>, path: &str) -> Result<u64, &'static str> {
             let _ = progress.wait_for(|p| p.end != FillEnd::Running).await;
         }
         if !object.is_ready(index) {
-            return Err("a chunk could not be fetched");
+            return Err("a chunk could not be fetched".into());
         }
     }
     Ok(object.meta.total)

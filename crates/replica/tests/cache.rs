@@ -355,7 +355,7 @@ async fn purge_prefetch_and_list_through_the_admin_api() {
     let job: serde_json::Value = client
         .post(format!("{base}/admin/prefetch"))
         .bearer_auth(TOKEN)
-        .json(&serde_json::json!({ "paths": ["/premiere.mp4"] }))
+        .json(&serde_json::json!({ "paths": ["/premiere.mp4", "/not-there.mp4"] }))
         .send()
         .await
         .unwrap()
@@ -373,6 +373,12 @@ async fn purge_prefetch_and_list_through_the_admin_api() {
         .unwrap();
     assert_eq!(progress["finished"], true);
     assert_eq!(progress["done"], 1);
+    // A path the origin does not have is reported, not counted as warmed.
+    assert_eq!(progress["failed"], 1, "{progress}");
+    assert!(
+        progress["failures"][0].as_str().unwrap().contains("404"),
+        "{progress}"
+    );
     assert_eq!(
         fetch(&cluster.client(), &format!("{base}/premiere.mp4"))
             .await
