@@ -12,7 +12,7 @@
 //! HTTP/1.1 closes after the current response), and whatever is still open
 //! after `shutdown_grace_ms` is closed.
 //!
-//! Every connection ends with a lingering close (see [`linger`]): the write
+//! Every connection ends with a lingering close (`linger`): the write
 //! side is shut first and the peer's last bytes are read, so the kernel never
 //! answers them with a reset that would destroy the end of a response the
 //! client has not read yet.
