@@ -462,14 +462,28 @@ pub(crate) async fn probe_loop(shared: Arc<crate::Shared>, member: Arc<Member>) 
     let config = &shared.config;
     let timeout = Duration::from_millis(config.probe_timeout_ms);
     let rules = Rules::from_config(config);
-    let mut tick = tokio::time::interval(Duration::from_millis(config.probe_interval_ms));
+    let interval = Duration::from_millis(config.probe_interval_ms);
+    let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // A probe asked for early (a viewer's request just failed there) still
+    // comes at least half an interval after the previous one, so `fall`
+    // failures span about as long as with the regular probes.
+    let mut last: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             _ = member.stopped() => return,
             _ = tick.tick() => {}
-            _ = member.probe_requested() => tick.reset(),
+            _ = member.probe_requested() => {
+                if let Some(last) = last {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(last + interval / 2) => {}
+                        _ = member.stopped() => return,
+                    }
+                }
+                tick.reset();
+            }
         }
+        last = Some(tokio::time::Instant::now());
         let started = Instant::now();
         let outcome = tokio::select! {
             outcome = probe(&shared.probe_client, &member.url, timeout) => outcome,

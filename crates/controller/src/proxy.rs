@@ -105,6 +105,7 @@ pub(crate) async fn forward(shared: &Arc<Shared>, request: Request) -> Response 
     }
 
     let first_byte = Duration::from_millis(shared.config.proxy_first_byte_timeout_ms);
+    let mut failed = Vec::new();
     for target in &targets {
         let url = target_url(shared, target, &parts.uri);
         match attempt(shared, &url, &parts, viewer, first_byte).await {
@@ -113,9 +114,10 @@ pub(crate) async fn forward(shared: &Arc<Shared>, request: Request) -> Response 
                 if let (Some(viewer), Target::Replica(member)) = (viewer, target) {
                     shared.sticky.put(viewer, key, &member.url);
                 }
-                return respond(shared, &parts, viewer, target, upstream);
+                return respond(shared, &parts, viewer, target, failed, upstream);
             }
             Err(reason) => {
+                failed.push(target.label().to_owned());
                 tracing::warn!(upstream = %url, reason, "proxy attempt failed before the first byte; trying the next");
                 shared.metrics.proxy_failover(target.label());
                 if let Target::Replica(member) = target {
@@ -215,17 +217,19 @@ fn respond(
     parts: &http::request::Parts,
     viewer: Option<std::net::IpAddr>,
     target: &Target,
+    mut failed: Vec<String>,
     upstream: Upstream,
 ) -> Response {
     let resume = (parts.method == http::Method::GET)
         .then(|| Resume::of(upstream.status, &upstream.headers))
         .flatten();
+    failed.push(target.label().to_owned());
     let relay = Relay {
         shared: shared.clone(),
         parts: Arc::new(parts.clone()),
         viewer,
         serving: target.label().to_owned(),
-        tried: vec![target.label().to_owned()],
+        tried: failed,
         body: upstream.body,
         resume,
         ended: false,
@@ -302,7 +306,7 @@ struct Relay {
     viewer: Option<std::net::IpAddr>,
     /// Label (URL, or `origin`) of the upstream now streaming.
     serving: String,
-    /// Upstreams that failed this response (or are serving it).
+    /// Upstreams that failed this request (and the one serving it).
     tried: Vec<String>,
     body: BoxStream<'static, reqwest::Result<Bytes>>,
     resume: Option<Resume>,
@@ -325,6 +329,11 @@ impl Relay {
                 None => return None,
                 Some(Err(e)) => {
                     let reason = describe(&e);
+                    if self.resume.as_ref().is_some_and(|r| r.next > r.last) {
+                        // Every byte owed has been relayed: the failure
+                        // came after the body, which is complete.
+                        return None;
+                    }
                     match self.pick_up(&reason).await {
                         Ok(()) => continue,
                         Err(why) => {

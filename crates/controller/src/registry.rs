@@ -77,9 +77,10 @@ impl Member {
         }
     }
 
-    /// Asks for a probe now rather than at the next interval: a proxied
-    /// request just failed here. Only the probe decides health, so one
-    /// failed viewer request cannot take a replica out by itself.
+    /// Asks for a probe soon rather than at the next interval: a proxied
+    /// request just failed here. Only probes decide health, so one failed
+    /// viewer request cannot take a replica out by itself, and an early
+    /// probe still comes half an interval after the previous one.
     pub fn probe_soon(&self) {
         self.probe_now.notify_one();
     }

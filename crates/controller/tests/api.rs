@@ -3,7 +3,8 @@
 mod common;
 
 use common::{
-    StandIn, client, config, json, replica, route, start_controller, wait_for, wait_healthy,
+    StandIn, WAIT_GUARD, client, config, json, replica, route, start_controller, wait_for,
+    wait_healthy,
 };
 use http::{StatusCode, header};
 use serde_json::json;
@@ -195,7 +196,9 @@ async fn cluster_long_poll_answers_when_a_replica_changes_state() {
     // A replica going down ends a wait with a new generation, and that
     // answer shows it down.
     b.set_healthz(StatusCode::OK, json!({"status": "draining"}));
+    let started = std::time::Instant::now();
     let view = loop {
+        assert!(started.elapsed() < WAIT_GUARD, "no change seen");
         let view = json(
             client
                 .get(format!(

@@ -3,15 +3,15 @@
 mod common;
 
 use common::{
-    Content, Running, StandIn, client, config, start_controller, start_replica_at, wait_healthy,
+    ADMIN_TOKEN, Content, Running, StandIn, client, config, start_controller, start_replica_at,
+    wait_healthy,
 };
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{StatusCode, header};
 use tokio::sync::Notify;
-use vcdn_controller::Mode;
+use vcdn_controller::{Mode, Token};
 use vcdn_test_support::{TestCluster, pattern, sha256};
 
 const LEN: usize = 3 * 1024 * 1024 + 17;
@@ -199,31 +199,27 @@ async fn proxy_falls_back_to_the_origin_when_no_replica_is_healthy() {
     assert_eq!(response.bytes().await.unwrap(), &video[10..20]);
 }
 
-/// A viewer mid-way through a proxied download whose replica dies: a
-/// replica `dying` that stops after its first megabyte, and a free address
-/// where a good replica will be started.
-async fn dying_replica_mid_download(
+/// A replica that stops after its first megabyte (once `die` is notified),
+/// announcing `etag`.
+async fn dying_replica(
+    cluster: &TestCluster,
+    video: &[u8],
     etag: Option<String>,
-) -> (TestCluster, Vec<u8>, StandIn, Arc<Notify>, SocketAddr) {
-    let (cluster, video) = origin_with_video().await;
-    let dying = StandIn::start(&cluster, "dying").await;
+) -> (StandIn, Arc<Notify>) {
+    let dying = StandIn::start(cluster, "dying").await;
     let die = Arc::new(Notify::new());
     dying.set_content(Content::DiesMidBody {
-        body: Bytes::from(video.clone()),
+        body: Bytes::from(video.to_vec()),
         etag,
         after: 1_000_000,
         die: die.clone(),
     });
-    let free = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    (cluster, video, dying, die, free)
+    (dying, die)
 }
 
 #[tokio::test]
 async fn a_replica_dying_mid_body_is_resumed_from_another_without_the_viewer_noticing() {
-    let (cluster, video, dying, die, free) = dying_replica_mid_download(None).await;
+    let (cluster, video) = origin_with_video().await;
     let client = client(&cluster);
     // Resumable only when the dying replica announced a strong ETag: the
     // origin's, as a real replica replays it.
@@ -236,19 +232,20 @@ async fn a_replica_dying_mid_body_is_resumed_from_another_without_the_viewer_not
         .to_str()
         .unwrap()
         .to_owned();
-    dying.set_content(Content::DiesMidBody {
-        body: Bytes::from(video.clone()),
-        etag: Some(origin_etag),
-        after: 1_000_000,
-        die: die.clone(),
-    });
-    let good_url = format!("https://127.0.0.1:{}", free.port());
-    let urls = vec![dying.url(), good_url.clone()];
-    let mut config = config(&urls, &cluster.origin_url());
+    let (dying, die) = dying_replica(&cluster, &video, Some(origin_etag)).await;
+    let good = start_replica_at(
+        &cluster,
+        &cluster.origin_url(),
+        "127.0.0.1:0".parse().unwrap(),
+        "cache",
+    )
+    .await;
+    let mut config = config(&[dying.url()], &cluster.origin_url());
     config.mode = Mode::Proxy;
     config.fallback_to_origin = false;
+    config.admin_token = Some(Token::new(ADMIN_TOKEN));
     let controller = start_controller(&cluster, config).await;
-    // Only the dying replica is up when the viewer starts.
+    // Only the dying replica is known when the viewer starts.
     wait_healthy(&client, &controller.url(), &[dying.url()]).await;
     let response = client
         .get(format!("{}/movie.mp4", controller.url()))
@@ -258,11 +255,20 @@ async fn a_replica_dying_mid_body_is_resumed_from_another_without_the_viewer_not
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["x-served-by"], "dying");
 
-    let _good = start_replica_at(&cluster, &cluster.origin_url(), free, "cache").await;
-    wait_healthy(&client, &controller.url(), &urls).await;
+    // Another replica joins; then the first one dies mid-body.
+    let joined = client
+        .post(format!("{}/admin/replicas", controller.url()))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({ "url": good.url() }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(joined.status(), StatusCode::CREATED);
+    wait_healthy(&client, &controller.url(), &[dying.url(), good.url()]).await;
     die.notify_one();
 
     let body = response.bytes().await.expect("the body completes");
+    assert_eq!(body.len(), video.len());
     assert_eq!(sha256(&body), sha256(&video), "every byte, in order");
     let metrics = client
         .get(format!("{}/metrics", controller.url()))
@@ -274,45 +280,75 @@ async fn a_replica_dying_mid_body_is_resumed_from_another_without_the_viewer_not
         .unwrap();
     assert!(
         metrics.contains(&format!(
-            "vcdn_controller_proxy_resumes_total{{replica=\"{good_url}\"}} 1"
+            "vcdn_controller_proxy_resumes_total{{replica=\"{}\"}} 1",
+            good.url()
         )),
         "{metrics}"
     );
 }
 
-#[tokio::test]
-async fn a_body_without_a_strong_etag_is_aborted_not_spliced() {
-    let (cluster, video, dying, die, free) = dying_replica_mid_download(None).await;
-    let good = start_replica_at(&cluster, &cluster.origin_url(), free, "cache").await;
-    let urls = vec![dying.url(), good.url()];
-    let mut config = config(&urls, &cluster.origin_url());
+/// Runs one proxied download of the movie served by a replica that dies
+/// after its first megabyte announcing `etag`, with a good replica beside
+/// it; returns whether the viewer's body ended in an error.
+async fn download_from_a_dying_replica_announcing(etag: Option<String>) -> bool {
+    let (cluster, video) = origin_with_video().await;
+    let (dying, die) = dying_replica(&cluster, &video, etag).await;
+    let good = start_replica_at(
+        &cluster,
+        &cluster.origin_url(),
+        "127.0.0.1:0".parse().unwrap(),
+        "cache",
+    )
+    .await;
+    let mut config = config(&[dying.url()], &cluster.origin_url());
     config.mode = Mode::Proxy;
+    config.fallback_to_origin = false;
+    config.admin_token = Some(Token::new(ADMIN_TOKEN));
     let controller = start_controller(&cluster, config).await;
     let client = client(&cluster);
-    wait_healthy(&client, &controller.url(), &urls).await;
-
-    // Distinct videos, so stickiness does not pin them: round-robin sends
-    // one of the first two to the dying replica.
-    let mut aborted = 0;
-    for (path, expected) in [
-        ("/movie.mp4", &video[..]),
-        ("/short-0.mp4", &video[..100_000]),
-    ] {
-        let response = client
-            .get(format!("{}{path}", controller.url()))
-            .send()
-            .await
-            .unwrap();
-        if response.headers()["x-served-by"] == "dying" {
-            die.notify_one();
-            assert!(
-                response.bytes().await.is_err(),
-                "a body that cannot be resumed ends with an error, not short"
-            );
-            aborted += 1;
-        } else {
-            assert_eq!(sha256(&response.bytes().await.unwrap()), sha256(expected));
+    wait_healthy(&client, &controller.url(), &[dying.url()]).await;
+    let response = client
+        .get(format!("{}/movie.mp4", controller.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-served-by"], "dying");
+    client
+        .post(format!("{}/admin/replicas", controller.url()))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({ "url": good.url() }))
+        .send()
+        .await
+        .unwrap();
+    wait_healthy(&client, &controller.url(), &[dying.url(), good.url()]).await;
+    die.notify_one();
+    match response.bytes().await {
+        Ok(body) => {
+            assert_eq!(sha256(&body), sha256(&video), "a body that ends is whole");
+            false
         }
+        Err(_) => true,
     }
-    assert_eq!(aborted, 1);
+}
+
+#[tokio::test]
+async fn a_body_without_a_strong_etag_is_aborted_not_spliced() {
+    assert!(
+        download_from_a_dying_replica_announcing(None).await,
+        "no ETag: aborted, not ended short"
+    );
+    assert!(
+        download_from_a_dying_replica_announcing(Some("W/\"weak\"".into())).await,
+        "a weak ETag does not say the bytes are the same"
+    );
+}
+
+#[tokio::test]
+async fn a_body_is_not_continued_from_another_version() {
+    // The dying replica announces a version the others do not have: the
+    // good replica's If-Range fails, and the viewer's body is aborted.
+    assert!(
+        download_from_a_dying_replica_announcing(Some("\"another-version\"".into())).await,
+        "never spliced from two versions"
+    );
 }

@@ -12,10 +12,11 @@
 //! HTTP/1.1 closes after the current response), and whatever is still open
 //! after `shutdown_grace_ms` is closed.
 //!
-//! Every connection ends with a lingering close (`linger`): the write
-//! side is shut first and the peer's last bytes are read, so the kernel never
-//! answers them with a reset that would destroy the end of a response the
-//! client has not read yet.
+//! A connection ends with a lingering close (`linger`): the write side is
+//! shut first and the peer's last bytes are read (for at most 2 s), so the
+//! kernel does not answer them with a reset that would destroy the end of a
+//! response the client has not read yet. Only connections still open when
+//! the shutdown grace period ends are closed without it.
 
 use std::convert::Infallible;
 use std::io;
@@ -366,11 +367,7 @@ impl Connection {
                     if let Err(e) = result {
                         tracing::debug!(role, peer = %peer, error = %e, "connection ended with an error");
                     }
-                    drop(connection);
-                    if let Ok(stream) = returned.await {
-                        linger(stream).await;
-                    }
-                    return;
+                    break;
                 }
                 _ = self.shutdown.cancelled(), if !draining => {
                     connection.as_mut().graceful_shutdown();
@@ -382,13 +379,17 @@ impl Connection {
                     }
                     if draining {
                         tracing::debug!(role, peer = %peer, "closing a connection idle while draining");
-                        return;
+                        break;
                     }
                     connection.as_mut().graceful_shutdown();
                     draining = true;
                     activity.touch();
                 }
             }
+        }
+        drop(connection);
+        if let Ok(stream) = returned.await {
+            linger(stream).await;
         }
     }
 }

@@ -56,6 +56,19 @@ fn not_found(state: &crate::State) -> Response {
         .into_response()
 }
 
+/// The file exists but cannot be read now: retry later, cache nothing.
+fn unavailable() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::RETRY_AFTER, "1"),
+        ],
+        "temporarily unavailable\n",
+    )
+        .into_response()
+}
+
 pub(crate) async fn handler(
     State(state): State<Arc<crate::State>>,
     method: Method,
@@ -80,6 +93,7 @@ pub(crate) async fn handler(
             return (StatusCode::BAD_REQUEST, format!("bad request: {why}\n")).into_response();
         }
         Ok(Err(Refusal::NotFound)) => return not_found(&state),
+        Ok(Err(Refusal::Unavailable)) => return unavailable(),
         Err(e) => {
             tracing::error!(error = %e, "path resolution task failed");
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
@@ -89,8 +103,12 @@ pub(crate) async fn handler(
     let mut file = match tokio::fs::File::open(&file_path).await {
         Ok(f) => f,
         Err(e) => {
-            tracing::warn!(path = %file_path.display(), error = %e, "cannot open file");
-            return not_found(&state);
+            if path::is_absent(&e) {
+                // Removed since it was resolved.
+                return not_found(&state);
+            }
+            tracing::error!(path = %file_path.display(), error = %e, "cannot open file");
+            return unavailable();
         }
     };
     let metadata = match file.metadata().await {

@@ -21,6 +21,20 @@ pub enum Refusal {
     BadRequest(&'static str),
     /// No such file in the folder (or not one we serve): 404.
     NotFound,
+    /// The disk could not answer (out of file descriptors, permissions,
+    /// I/O error): a 503 that no cache may keep, never a 404 that would
+    /// make caches forget a file that exists.
+    Unavailable,
+}
+
+/// Whether an error looking up a path means there is no such file, rather
+/// than that the lookup itself failed.
+pub fn is_absent(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::NotFound | ErrorKind::NotADirectory | ErrorKind::InvalidFilename
+    ) || e.raw_os_error() == Some(40) // ELOOP: a symlink loop leads nowhere
 }
 
 /// The relative path a request names, checked without touching the disk.
@@ -71,7 +85,14 @@ pub fn relative(uri_path: &str) -> Result<PathBuf, Refusal> {
 /// canonical). Blocking: call from a blocking context.
 pub fn resolve(root: &Path, uri_path: &str) -> Result<PathBuf, Refusal> {
     let relative = relative(uri_path)?;
-    let real = std::fs::canonicalize(root.join(relative)).map_err(|_| Refusal::NotFound)?;
+    let real = std::fs::canonicalize(root.join(relative)).map_err(|e| {
+        if is_absent(&e) {
+            Refusal::NotFound
+        } else {
+            tracing::error!(path = uri_path, error = %e, "cannot resolve a path");
+            Refusal::Unavailable
+        }
+    })?;
     if !real.starts_with(root) {
         tracing::warn!(
             path = uri_path,
@@ -130,5 +151,16 @@ mod tests {
                 prop_assert!(rel.components().all(|c| matches!(c, Component::Normal(_))));
             }
         }
+    }
+
+    #[test]
+    fn only_a_missing_file_is_absent_other_errors_are_failures() {
+        use std::io::{Error, ErrorKind};
+        assert!(is_absent(&Error::from(ErrorKind::NotFound)));
+        assert!(is_absent(&Error::from(ErrorKind::NotADirectory)));
+        assert!(is_absent(&Error::from_raw_os_error(40)));
+        assert!(!is_absent(&Error::from(ErrorKind::PermissionDenied)));
+        assert!(!is_absent(&Error::from_raw_os_error(24))); // EMFILE
+        assert!(!is_absent(&Error::from_raw_os_error(5))); // EIO
     }
 }

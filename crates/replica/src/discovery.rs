@@ -62,10 +62,13 @@ impl Store {
         let status = response.status();
         let headers = response.headers().clone();
         if let Some(previous) = stale {
-            // RFC 5861 §4's errors; a heuristically cacheable 501 is an
-            // answer like any other.
+            // RFC 5861 §4's errors; a heuristically cacheable 501 may
+            // replace a stored 404 or 501, not stored content.
+            // A stored success is never replaced by a server error.
             let error = matches!(status.as_u16(), 500 | 502 | 503 | 504)
-                || (status.is_server_error() && !origin_client::storable(status, &headers));
+                || (status.is_server_error()
+                    && (previous.meta.status.is_success()
+                        || !origin_client::storable(status, &headers)));
             if error {
                 // RFC 5861 §4: within `stale-if-error` the stored response
                 // answers instead of the origin's error. Either way the
@@ -162,6 +165,19 @@ impl Store {
             status
         };
         let heuristic = Heuristic::for_response(stored_status, &headers, self.default_ttl);
+        let freshness = Freshness::of(&headers, requested, heuristic);
+        let reusable_stale = freshness::stale_while_revalidate(&headers).is_some()
+            || freshness::stale_if_error(&headers).is_some();
+        if freshness.lifetime.is_zero()
+            && etag.is_none()
+            && last_modified.is_none()
+            && !reusable_stale
+        {
+            // Never fresh and nothing to revalidate with: storing it would
+            // only be rewritten on every request. Hit-for-pass instead.
+            tracing::debug!(key, %status, "stale on arrival and no validator: passing through");
+            return self.finish_discovery(&key, &sender, Lookup::Pass, None);
+        }
         let meta = Meta {
             status: stored_status,
             total,
@@ -171,14 +187,7 @@ impl Store {
             ranged,
             vary,
         };
-        let object = match self
-            .create(
-                &object_key,
-                meta,
-                Freshness::of(&headers, requested, heuristic),
-            )
-            .await
-        {
+        let object = match self.create(&object_key, meta, freshness).await {
             Ok(object) => object,
             Err(e) => {
                 tracing::error!(key, error = %e, "cannot create the object directory");

@@ -28,7 +28,11 @@ use crate::freshness::Freshness;
 use crate::object::{self, Meta};
 
 pub const META_FILE: &str = "meta.json";
+/// `meta.json` of a 200, readable by every version of vcdn.
 const FORMAT: u32 = 1;
+/// `meta.json` of another stored status (a 404...): a version that does not
+/// know `status` drops it instead of replaying its body as a 200.
+const FORMAT_WITH_STATUS: u32 = 2;
 
 /// What `meta.json` holds.
 #[derive(Debug, Serialize, Deserialize)]
@@ -65,7 +69,11 @@ impl MetaFile {
             .checked_sub(freshness.received.elapsed())
             .unwrap_or(UNIX_EPOCH);
         MetaFile {
-            format: FORMAT,
+            format: if meta.status == http::StatusCode::OK {
+                FORMAT
+            } else {
+                FORMAT_WITH_STATUS
+            },
             key: key.to_owned(),
             total: meta.total,
             etag: text(&meta.etag),
@@ -254,7 +262,9 @@ pub fn rebuild(cache_dir: &Path, chunk_bytes: u64) -> io::Result<(Vec<Loaded>, R
 fn load_object(dir: &Path, chunk_bytes: u64, report: &mut Report) -> Option<Loaded> {
     let bytes = std::fs::read(dir.join(META_FILE)).ok()?;
     let file: MetaFile = serde_json::from_slice(&bytes).ok()?;
-    if file.format != FORMAT || file.chunk_bytes != chunk_bytes {
+    if !(file.format == FORMAT || file.format == FORMAT_WITH_STATUS)
+        || file.chunk_bytes != chunk_bytes
+    {
         return None;
     }
     let meta = file.meta()?;
@@ -355,5 +365,23 @@ mod tests {
         let (loaded, _) = rebuild(cache.path(), 8).unwrap();
         assert!(loaded.is_empty());
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn a_stored_404_survives_a_restart_as_a_404() {
+        let cache = tempfile::tempdir().unwrap();
+        let dir = cache.path().join("objects/aa/obj");
+        std::fs::create_dir_all(&dir).unwrap();
+        let not_found = Meta {
+            status: http::StatusCode::NOT_FOUND,
+            etag: None,
+            ..meta(3)
+        };
+        let file = MetaFile::new("/gone.mp4", &not_found, 4, &fresh());
+        assert_eq!(file.format, FORMAT_WITH_STATUS, "older versions skip it");
+        write_meta(&dir, &file).unwrap();
+        std::fs::write(dir.join("c0"), b"404").unwrap();
+        let (loaded, _) = rebuild(cache.path(), 4).unwrap();
+        assert_eq!(loaded[0].meta.status, http::StatusCode::NOT_FOUND);
     }
 }

@@ -134,9 +134,10 @@ impl Config {
                 "replica.read_block_bytes must be between 1 and 16 MiB".into(),
             ));
         }
-        if self.cache_max_bytes < self.chunk_bytes {
+        if self.cache_max_bytes < store::disk_footprint(0, self.chunk_bytes) {
             return Err(Error::Config(
-                "replica.cache_max_bytes must hold at least one chunk".into(),
+                "replica.cache_max_bytes must hold at least one chunk (and 8 KiB for its metadata)"
+                    .into(),
             ));
         }
         if let Some(url) = &self.controller

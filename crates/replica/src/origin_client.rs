@@ -143,11 +143,12 @@ impl OriginClient {
 
 /// Final status codes this cache understands and may store (RFC 9110 §15),
 /// as the answer to a chunk request. Not 304 (it completes a stored
-/// response) nor 416 (it answers the replica's chunk range, not the URL).
+/// response), 416 (it answers the replica's chunk range, not the URL), nor
+/// the ones about the replica's own connection to the origin (407, 408,
+/// 421) or that need a header never replayed (426 and its `Upgrade`).
 const UNDERSTOOD: &[u16] = &[
     200, 201, 202, 203, 204, 205, 206, 300, 301, 302, 303, 307, 308, 400, 401, 402, 403, 404, 405,
-    406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 417, 421, 422, 426, 500, 501, 502, 503, 504,
-    505,
+    406, 409, 410, 411, 412, 413, 414, 415, 417, 422, 500, 501, 502, 503, 504, 505,
 ];
 
 /// Whether a shared cache may store this response (RFC 9111 §3): a status
@@ -307,7 +308,7 @@ mod tests {
             assert!(storable(status, &max_age), "{status} with max-age");
             assert!(storable(status, &public), "{status} with public");
         }
-        for status in [304, 416, 299, 103] {
+        for status in [304, 416, 299, 103, 407, 408, 421, 426] {
             let status = StatusCode::from_u16(status).unwrap();
             assert!(!storable(status, &max_age), "{status} is never stored");
         }

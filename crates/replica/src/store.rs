@@ -107,7 +107,7 @@ const OBJECT_OVERHEAD: u64 = 2 * DISK_BLOCK;
 /// cache of many small objects (404 pages, thumbnails) stays within its
 /// bound too. An object cached without its chunk 0 (a seek far into a
 /// video) has its 8 KiB of overhead uncounted, beside at least one chunk.
-fn disk_footprint(index: u64, bytes: u64) -> u64 {
+pub(crate) fn disk_footprint(index: u64, bytes: u64) -> u64 {
     let blocks = bytes.div_ceil(DISK_BLOCK) * DISK_BLOCK;
     if index == 0 {
         blocks + OBJECT_OVERHEAD

@@ -351,7 +351,15 @@ async fn purge_prefetch_and_list_through_the_admin_api() {
         "MISS"
     );
 
-    // Prefetch: the first viewer's request is already a HIT.
+    // Prefetch: the first viewer's request is already a HIT. A path the
+    // origin does not have (a 404 it lets caches keep, as vcdn's origin
+    // does) is reported as failed.
+    origin.put_status(
+        "/not-there.mp4",
+        StatusCode::NOT_FOUND,
+        Content::Virtual { len: 10, seed: 1 },
+        &[("cache-control", "max-age=10")],
+    );
     let job: serde_json::Value = client
         .post(format!("{base}/admin/prefetch"))
         .bearer_auth(TOKEN)
@@ -373,7 +381,6 @@ async fn purge_prefetch_and_list_through_the_admin_api() {
         .unwrap();
     assert_eq!(progress["finished"], true);
     assert_eq!(progress["done"], 1);
-    // A path the origin does not have is reported, not counted as warmed.
     assert_eq!(progress["failed"], 1, "{progress}");
     assert!(
         progress["failures"][0].as_str().unwrap().contains("404"),

@@ -275,7 +275,15 @@ fn rows() -> Vec<Row> {
         //                                                                  plain nc pr ma0 ms oic ns mf
         status_row(404, "404 max-age", cc("max-age=3600"), true, "HMMMHHHM"),
         status_row(404, "404 heuristic", long_ago(), true, "HMMMHHHH"),
-        status_row(404, "404 no freshness", vec![], true, "MMMMSGMM"),
+        // Never fresh and nothing to revalidate with: not worth storing.
+        status_row(404, "404 no freshness", vec![], false, "PPPPPGPP"),
+        status_row(
+            404,
+            "404 stale-if-error",
+            cc("max-age=0, stale-if-error=60"),
+            true,
+            "MMMMSGMM",
+        ),
         status_row(404, "404 no-store", cc("no-store"), false, "PPPPPGPP"),
         status_row(410, "410 max-age", cc("max-age=3600"), true, "HMMMHHHM"),
         status_row(301, "301 heuristic", long_ago(), true, "HMMMHHHH"),
