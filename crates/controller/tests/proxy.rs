@@ -199,40 +199,47 @@ async fn proxy_falls_back_to_the_origin_when_no_replica_is_healthy() {
     assert_eq!(response.bytes().await.unwrap(), &video[10..20]);
 }
 
-/// A replica that stops after its first megabyte (once `die` is notified),
-/// announcing `etag`.
-async fn dying_replica(
-    cluster: &TestCluster,
-    video: &[u8],
-    etag: Option<String>,
-) -> (StandIn, Arc<Notify>) {
-    let dying = StandIn::start(cluster, "dying").await;
+/// The ETag a dying replica announces.
+enum Announce {
+    /// The origin's, as a real replica replays it: resumable.
+    OriginsETag,
+    /// This one (or none).
+    Other(Option<&'static str>),
+}
+
+/// What a viewer got from a proxied download whose replica died mid-body.
+struct Outcome {
+    body: reqwest::Result<Bytes>,
+    video: Vec<u8>,
+    good_url: String,
+    controller_metrics: String,
+}
+
+/// One proxied download of the movie from a replica that sends its first
+/// megabyte and then dies, announcing `announce`; meanwhile a good replica
+/// joins the cluster.
+async fn download_from_a_replica_dying_mid_body(announce: Announce) -> Outcome {
+    let (cluster, video) = origin_with_video().await;
+    let client = client(&cluster);
+    let etag = match announce {
+        Announce::OriginsETag => client
+            .head(format!("{}/movie.mp4", cluster.origin_url()))
+            .send()
+            .await
+            .unwrap()
+            .headers()
+            .get(header::ETAG)
+            .map(|v| v.to_str().unwrap().to_owned()),
+        Announce::Other(etag) => etag.map(str::to_owned),
+    };
+    let dying = StandIn::start(&cluster, "dying").await;
     let die = Arc::new(Notify::new());
     dying.set_content(Content::DiesMidBody {
-        body: Bytes::from(video.to_vec()),
+        body: Bytes::from(video.clone()),
         etag,
         after: 1_000_000,
         die: die.clone(),
     });
-    (dying, die)
-}
-
-#[tokio::test]
-async fn a_replica_dying_mid_body_is_resumed_from_another_without_the_viewer_noticing() {
-    let (cluster, video) = origin_with_video().await;
-    let client = client(&cluster);
-    // Resumable only when the dying replica announced a strong ETag: the
-    // origin's, as a real replica replays it.
-    let origin_etag = client
-        .head(format!("{}/movie.mp4", cluster.origin_url()))
-        .send()
-        .await
-        .unwrap()
-        .headers()[header::ETAG]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let (dying, die) = dying_replica(&cluster, &video, Some(origin_etag)).await;
     let good = start_replica_at(
         &cluster,
         &cluster.origin_url(),
@@ -266,11 +273,8 @@ async fn a_replica_dying_mid_body_is_resumed_from_another_without_the_viewer_not
     assert_eq!(joined.status(), StatusCode::CREATED);
     wait_healthy(&client, &controller.url(), &[dying.url(), good.url()]).await;
     die.notify_one();
-
-    let body = response.bytes().await.expect("the body completes");
-    assert_eq!(body.len(), video.len());
-    assert_eq!(sha256(&body), sha256(&video), "every byte, in order");
-    let metrics = client
+    let body = response.bytes().await;
+    let controller_metrics = client
         .get(format!("{}/metrics", controller.url()))
         .send()
         .await
@@ -278,77 +282,42 @@ async fn a_replica_dying_mid_body_is_resumed_from_another_without_the_viewer_not
         .text()
         .await
         .unwrap();
-    assert!(
-        metrics.contains(&format!(
-            "vcdn_controller_proxy_resumes_total{{replica=\"{}\"}} 1",
-            good.url()
-        )),
-        "{metrics}"
-    );
-}
-
-/// Runs one proxied download of the movie served by a replica that dies
-/// after its first megabyte announcing `etag`, with a good replica beside
-/// it; returns whether the viewer's body ended in an error.
-async fn download_from_a_dying_replica_announcing(etag: Option<String>) -> bool {
-    let (cluster, video) = origin_with_video().await;
-    let (dying, die) = dying_replica(&cluster, &video, etag).await;
-    let good = start_replica_at(
-        &cluster,
-        &cluster.origin_url(),
-        "127.0.0.1:0".parse().unwrap(),
-        "cache",
-    )
-    .await;
-    let mut config = config(&[dying.url()], &cluster.origin_url());
-    config.mode = Mode::Proxy;
-    config.fallback_to_origin = false;
-    config.admin_token = Some(Token::new(ADMIN_TOKEN));
-    let controller = start_controller(&cluster, config).await;
-    let client = client(&cluster);
-    wait_healthy(&client, &controller.url(), &[dying.url()]).await;
-    let response = client
-        .get(format!("{}/movie.mp4", controller.url()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.headers()["x-served-by"], "dying");
-    client
-        .post(format!("{}/admin/replicas", controller.url()))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({ "url": good.url() }))
-        .send()
-        .await
-        .unwrap();
-    wait_healthy(&client, &controller.url(), &[dying.url(), good.url()]).await;
-    die.notify_one();
-    match response.bytes().await {
-        Ok(body) => {
-            assert_eq!(sha256(&body), sha256(&video), "a body that ends is whole");
-            false
-        }
-        Err(_) => true,
+    Outcome {
+        body,
+        video,
+        good_url: good.url(),
+        controller_metrics,
     }
 }
 
 #[tokio::test]
-async fn a_body_without_a_strong_etag_is_aborted_not_spliced() {
-    assert!(
-        download_from_a_dying_replica_announcing(None).await,
-        "no ETag: aborted, not ended short"
+async fn a_replica_dying_mid_body_is_resumed_from_another_without_the_viewer_noticing() {
+    let got = download_from_a_replica_dying_mid_body(Announce::OriginsETag).await;
+    let body = got.body.expect("the body completes");
+    assert_eq!(body.len(), got.video.len());
+    assert_eq!(sha256(&body), sha256(&got.video), "every byte, in order");
+    let resumed = format!(
+        "vcdn_controller_proxy_resumes_total{{replica=\"{}\"}} 1",
+        got.good_url
     );
     assert!(
-        download_from_a_dying_replica_announcing(Some("W/\"weak\"".into())).await,
-        "a weak ETag does not say the bytes are the same"
+        got.controller_metrics.contains(&resumed),
+        "{}",
+        got.controller_metrics
     );
 }
 
 #[tokio::test]
+async fn a_body_without_a_strong_etag_is_aborted_not_spliced() {
+    for etag in [None, Some("W/\"weak\"")] {
+        let got = download_from_a_replica_dying_mid_body(Announce::Other(etag)).await;
+        assert!(got.body.is_err(), "{etag:?}: aborted, not ended short");
+    }
+}
+
+#[tokio::test]
 async fn a_body_is_not_continued_from_another_version() {
-    // The dying replica announces a version the others do not have: the
-    // good replica's If-Range fails, and the viewer's body is aborted.
-    assert!(
-        download_from_a_dying_replica_announcing(Some("\"another-version\"".into())).await,
-        "never spliced from two versions"
-    );
+    // The other replica's If-Range fails: it has the origin's version.
+    let got = download_from_a_replica_dying_mid_body(Announce::Other(Some("\"another\""))).await;
+    assert!(got.body.is_err(), "never spliced from two versions");
 }
